@@ -1,0 +1,20 @@
+"""Packaging for tinygrad_llm: a readable autograd core and language models on NumPy/CuPy."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tinygrad_llm",
+    version="0.1.0",
+    description="A small tensor and reverse-mode autograd core, and the language models built on it",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tinygrad_llm", "tinygrad_llm.*"]),
+    package_data={"tinygrad_llm": ["datasets/*.txt", "datasets/*.tsv", "datasets/*.md",
+                                   "datasets/gpt2/*"]},
+    install_requires=["numpy", "regex", "tqdm"],
+    extras_require={
+        "gpu": ["cupy-cuda12x[ctk]"],
+        "plot": ["matplotlib"],
+        "dev": ["pytest", "hypothesis", "ruff"],
+    },
+)
