@@ -1,0 +1,303 @@
+r"""Fused neural-network ops, each one Function with a hand-derived backward.
+
+Dimension letters: N rows (for example B*T tokens), C classes or channels, D embedding size,
+V vocabulary size, I/O a linear layer's input/output features.
+
+Each fused op replaces a composition of primitives (tested against it in tests/test_ops_nn.py):
+one pass instead of several, fewer temporaries, and only what backward needs is saved.
+"""
+
+import math
+
+from tinygrad_llm import backend
+from tinygrad_llm.ops.special import erf
+from tinygrad_llm.ops.unary import stable_sigmoid
+from tinygrad_llm.tensor import Function
+
+__all__ = ["Softmax", "LogSoftmax", "CrossEntropy", "LayerNorm", "GELU", "Linear", "Embedding",
+           "Dropout", "BCEWithLogits"]
+
+
+def _softmax(x, axis):
+    """exp(x - max) / sum exp(x - max): subtracting the max keeps exp from overflowing."""
+    xp = backend.get_xp(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def _check_axis(op, axis, x):
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for shape {x.shape}")
+
+
+class Softmax(Function):
+    r"""y_i = e^{x_i} / sum_j e^{x_j}   (along ``axis``)
+
+    dy_j/dx_i = y_j (delta_ij - y_i), so
+    dx_i = sum_j dy_j y_j (delta_ij - y_i) = y_i (dy_i - sum_j dy_j y_j)
+    """
+
+    def forward(self, x, axis=-1):
+        _check_axis("softmax", axis, x)
+        self.axis = axis
+        self.y = _softmax(x, axis)  # saved: the derivative is written in terms of y
+        return self.y
+
+    def backward(self, dy):
+        y = self.y
+        return (y * (dy - (dy * y).sum(axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    r"""y_i = x_i - log sum_j e^{x_j}   (along ``axis``)
+
+    dy_j/dx_i = delta_ij - softmax(x)_i, so  dx_i = dy_i - e^{y_i} sum_j dy_j
+    """
+
+    def forward(self, x, axis=-1):
+        _check_axis("log_softmax", axis, x)
+        xp = backend.get_xp(x)
+        self.axis = axis
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        return self.y
+
+    def backward(self, dy):
+        xp = backend.get_xp(dy)
+        return (dy - xp.exp(self.y) * dy.sum(axis=self.axis, keepdims=True),)
+
+
+class CrossEntropy(Function):
+    r"""Softmax cross-entropy of logits (N, C) against integer targets (N,).
+
+    With p = softmax(logits) row by row and t_n the target class of row n:
+
+        loss_n = -log p[n, t_n] = log sum_c e^{logits[n, c]} - logits[n, t_n]
+
+    Rows whose target equals ``ignore_index`` get loss 0 and no gradient. The reduction is
+    'mean' (over the M rows that count), 'sum' or 'none'. Backward:
+
+        dlogits[n, c] = dloss_n (p[n, c] - [c == t_n])    (divided by M for 'mean')
+    """
+
+    def forward(self, logits, targets, ignore_index=-100, reduction="mean"):
+        xp = backend.get_xp(logits)
+        if logits.ndim != 2:
+            raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
+        if targets.shape != logits.shape[:1]:
+            raise ValueError(f"cross_entropy: targets must have shape ({logits.shape[0]},) to "
+                             f"match logits {logits.shape}, got {targets.shape}")
+        if targets.dtype.kind not in "iu":
+            raise TypeError(f"cross_entropy: targets must be integers, got {targets.dtype}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', "
+                             f"got {reduction!r}")
+        n, c = logits.shape
+        valid = targets != ignore_index                                    # (N,)
+        safe = xp.where(valid, targets, 0)                                 # (N,)
+        if xp is __import__("numpy") and n:  # range check (skipped on GPUs: it would sync)
+            bad = (safe < 0) | (safe >= c)
+            if bad.any():
+                raise ValueError(f"cross_entropy: target {int(targets[bad][0])} is out of "
+                                 f"range for {c} classes")
+        shifted = logits - logits.max(axis=1, keepdims=True)                # (N, C)
+        e = xp.exp(shifted)
+        sum_e = e.sum(axis=1, keepdims=True)                               # (N, 1)
+        rows = xp.arange(n)
+        loss = (xp.log(sum_e[:, 0]) - shifted[rows, safe]) * valid         # (N,)
+        e /= sum_e                                                          # p, in place
+        self.p, self.safe, self.valid, self.reduction = e, safe, valid, reduction
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        self.count = valid.sum()
+        return loss.sum() / self.count
+
+    def backward(self, dy):
+        xp = backend.get_xp(dy)
+        dlogits = self.p                      # reuse the saved buffer: p - onehot, then scale
+        rows = xp.arange(dlogits.shape[0])
+        dlogits[rows, self.safe] -= 1
+        if self.reduction == "none":
+            scale = dy * self.valid                                         # (N,)
+        elif self.reduction == "sum":
+            scale = dy * self.valid
+        else:
+            scale = (dy / self.count) * self.valid
+        dlogits *= scale.astype(dlogits.dtype)[:, None]
+        return dlogits, None
+
+
+class LayerNorm(Function):
+    r"""Layer normalisation over the last axis (size C) of x, with optional weight w and bias b:
+
+        mu = mean(x),  var = mean((x - mu)^2),  rstd = 1 / sqrt(var + eps)
+        xhat = (x - mu) rstd,   y = xhat * w + b
+
+    Backward (the derivation is in docs/gpt.md):
+
+        dw = sum over rows of dy * xhat,   db = sum over rows of dy,   dxhat = dy * w
+        dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat))
+    """
+
+    def forward(self, x, w=None, b=None, eps=1e-5):
+        c = x.shape[-1]
+        for name, p in (("weight", w), ("bias", b)):
+            if p is not None and p.shape != (c,):
+                raise ValueError(f"layer_norm: {name} must have shape ({c},) for input "
+                                 f"{x.shape}, got {p.shape}")
+        xp = backend.get_xp(x)
+        mu = x.mean(axis=-1, keepdims=True)                                 # (..., 1)
+        xc = x - mu                                                         # (..., C)
+        var = (xc * xc).mean(axis=-1, keepdims=True)                        # (..., 1)
+        self.rstd = 1 / xp.sqrt(var + eps)                                   # (..., 1)
+        self.xhat = xc * self.rstd                                          # (..., C), saved
+        self.w = w
+        y = self.xhat * w if w is not None else self.xhat.copy()
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, dy):
+        xhat, rstd, w = self.xhat, self.rstd, self.w
+        _, need_w, need_b = self.needs_input_grad
+        c = xhat.shape[-1]
+        dy2, xhat2 = dy.reshape(-1, c), xhat.reshape(-1, c)                 # (N, C)
+        dw = (dy2 * xhat2).sum(axis=0) if need_w else None                  # y = xhat*w+b
+        db = dy2.sum(axis=0) if need_b else None
+        dxhat = dy * w if w is not None else dy                             # (..., C)
+        dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                     - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+        return dx, dw, db
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+class GELU(Function):
+    r"""Gaussian error linear unit, y = x Phi(x), Phi the standard normal CDF.
+
+    approximate='none':  Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        dx = dy (Phi(x) + x phi(x)),   phi(x) = e^{-x^2/2} / sqrt(2 pi)
+    approximate='tanh':  y = x (1 + tanh u) / 2,   u = sqrt(2/pi) (x + 0.044715 x^3)
+        dx = dy ((1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2),  t = tanh u
+    """
+
+    def forward(self, x, approximate="none"):
+        xp = backend.get_xp(x)
+        self.x, self.approximate = x, approximate
+        if approximate == "none":
+            self.phi_cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))         # saved: Phi(x)
+            return x * self.phi_cdf
+        if approximate == "tanh":
+            self.t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))  # saved: tanh u
+            return 0.5 * x * (1 + self.t)
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+    def backward(self, dy):
+        xp = backend.get_xp(dy)
+        x = self.x
+        if self.approximate == "none":
+            pdf = xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
+            return (dy * (self.phi_cdf + x * pdf),)
+        t = self.t
+        du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        return (dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+
+
+class Linear(Function):
+    r"""y = x W^T + b, for x (..., I), W (O, I), b (O,), y (..., O).
+
+    With the rows of x flattened to X (N, I):
+
+        dX = dY W   (N, O)(O, I),    dW = dY^T X   (O, N)(N, I),    db = sum over rows of dY
+
+    All three are single 2-D GEMMs (or a column sum) over the N = B*T rows.
+    """
+
+    def forward(self, x, w, b=None):
+        if x.shape[-1] != w.shape[1]:
+            raise ValueError(f"linear: input has {x.shape[-1]} features (shape {x.shape}) but "
+                             f"the weight expects {w.shape[1]} (weight shape {w.shape})")
+        self.x, self.w = x, w                                               # saved for dW, dX
+        x2 = x.reshape(-1, x.shape[-1])                                     # (N, I)
+        y = x2 @ w.T                                                        # (N, O)
+        if b is not None:
+            y += b
+        return y.reshape(*x.shape[:-1], w.shape[0])                         # (..., O)
+
+    def backward(self, dy):
+        need_x, need_w, need_b = self.needs_input_grad
+        w = self.w
+        dy2 = dy.reshape(-1, w.shape[0])                                    # (N, O)
+        dx = (dy2 @ w).reshape(self.x.shape) if need_x else None            # dX = dY W
+        dw = dy2.T @ self.x.reshape(-1, w.shape[1]) if need_w else None     # dW = dY^T X
+        db = dy2.sum(axis=0) if need_b else None                            # db = sum dY
+        return dx, dw, db
+
+
+class Embedding(Function):
+    r"""y = W[ids]: row ids[...] of the table W (V, D), so y has shape ids.shape + (D,).
+
+    dW[v] = sum of dy over every position whose id is v (a scatter-add: ids repeat).
+    """
+
+    def forward(self, ids, w):
+        xp = backend.get_xp(w)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
+        if xp is __import__("numpy") and ids.size:  # range check (skipped on GPUs: it would sync)
+            lo, hi = ids.min(), ids.max()
+            if lo < 0 or hi >= w.shape[0]:
+                bad = lo if lo < 0 else hi
+                raise IndexError(f"embedding: id {int(bad)} is out of range for a table of "
+                                 f"{w.shape[0]} rows")
+        self.ids, self.w_shape = ids, w.shape                               # saved: ids only
+        return w[ids]                                                       # (..., D)
+
+    def backward(self, dy):
+        xp = backend.get_xp(dy)
+        dw = xp.zeros(self.w_shape, dtype=dy.dtype)                        # (V, D)
+        backend.scatter_add(dw, self.ids.reshape(-1), dy.reshape(-1, self.w_shape[1]))
+        return None, dw
+
+
+class Dropout(Function):
+    r"""y = x * m / (1 - p), with m_i ~ Bernoulli(1 - p)  =>  dx = dy * m / (1 - p)
+
+    Scaling by 1/(1-p) keeps the expected value of y equal to x, so evaluation needs no change.
+    """
+
+    def forward(self, x, p=0.5):
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+        rng = backend.device_rng(backend.device_of(x))
+        keep = rng.random(x.shape, dtype=x.dtype) >= p                     # (same as x)
+        self.scale = keep * x.dtype.type(1 / (1 - p))                       # saved: m / (1-p)
+        return x * self.scale
+
+    def backward(self, dy):
+        return (dy * self.scale,)
+
+
+class BCEWithLogits(Function):
+    r"""Binary cross-entropy on logits x with targets t in [0, 1], elementwise:
+
+        loss = -(t log sigma(x) + (1 - t) log(1 - sigma(x))) = max(x, 0) - x t + log(1 + e^{-|x|})
+
+    (the right-hand form never overflows).  dx = dloss * (sigma(x) - t)
+    """
+
+    def forward(self, x, t):
+        if x.shape != t.shape:
+            raise ValueError(f"binary_cross_entropy_with_logits: input {x.shape} and target "
+                             f"{t.shape} must have the same shape")
+        xp = backend.get_xp(x)
+        self.x, self.t = x, t
+        return xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(self, dy):
+        return dy * (stable_sigmoid(self.x) - self.t), None

@@ -1,0 +1,86 @@
+r"""Gradient checking by central finite differences, for every op here and for your own.
+
+For a function f of inputs x_1..x_k with output y, pick a random upstream gradient g (shaped like
+y) and look at the scalar s = sum(g * f(x)). Autograd gives ds/dx_i by running backward with g.
+Central differences give each element independently:
+
+    ds/dx[j] ~ (s(x + eps e_j) - s(x - eps e_j)) / (2 eps)        error O(eps^2)
+
+The two must agree within ``atol + rtol * |numeric|``. Why float64, why a random g, and how eps
+trades truncation error (eps^2) against rounding error (1e-16 / eps): docs/gradcheck.md.
+"""
+
+import numpy as np
+
+from tinygrad_llm import backend
+from tinygrad_llm.tensor import Tensor, no_grad
+
+__all__ = ["gradcheck", "GradcheckError", "numerical_grad"]
+
+
+class GradcheckError(AssertionError):
+    """Autograd and finite differences disagree; the message names each bad input."""
+
+
+def _as_float64(t):
+    return Tensor(t.data.astype("float64"), requires_grad=t.requires_grad)
+
+
+def numerical_grad(fn, inputs, i, upstream, eps):
+    """d sum(upstream * fn(*inputs)) / d inputs[i], by central differences (float64)."""
+    x = inputs[i].data
+    xp = backend.get_xp(x)
+    grad = np.zeros(x.shape, dtype=np.float64)
+    flat = x.reshape(-1)  # a view: writing flat[j] perturbs x
+    with no_grad():
+        for j in range(flat.size):
+            old = flat[j].item()
+            flat[j] = old + eps
+            plus = float(xp.sum(upstream * fn(*inputs).data))
+            flat[j] = old - eps
+            minus = float(xp.sum(upstream * fn(*inputs).data))
+            flat[j] = old
+            grad.reshape(-1)[j] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, seed=None):
+    """Check ``fn``'s backward against central finite differences, in float64.
+
+    ``fn(*inputs)`` must return a Tensor. Every input with ``requires_grad=True`` is checked; the
+    inputs are converted to float64 first (integer inputs, such as indices, are left as they are).
+    Returns True, or raises ``GradcheckError`` naming each bad input with its worst element.
+    """
+    rng = np.random.default_rng(seed)
+    inputs = [_as_float64(t) if isinstance(t, Tensor) and t.dtype.kind == "f" else t
+              for t in inputs]
+    checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check")
+    y = fn(*inputs)
+    if not isinstance(y, Tensor):
+        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(y).__name__}")
+    if y.dtype != np.float64:
+        raise GradcheckError(f"gradcheck: fn returned {y.dtype} for float64 inputs; an op "
+                             "downcasts, so finite differences would be meaningless")
+    upstream = rng.standard_normal(y.shape)  # random projection: see docs/gradcheck.md
+    if not y.requires_grad:
+        raise GradcheckError("gradcheck: the output does not require grad: no graph was "
+                             "recorded (is fn running under no_grad, or detaching?)")
+    for i in checked:
+        inputs[i].grad = None
+    y.backward(Tensor(upstream))
+    failures = []
+    for i in checked:
+        analytic = inputs[i].grad.numpy() if inputs[i].grad is not None else np.zeros(
+            inputs[i].shape)
+        numeric = numerical_grad(fn, inputs, i, upstream, eps)
+        err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
+        if err.size and err.max() > 0:
+            j = np.unravel_index(int(err.argmax()), err.shape)
+            failures.append(f"input {i} (shape {inputs[i].shape}): at index {tuple(map(int, j))} "
+                            f"autograd gives {analytic[j]:.8g}, finite differences "
+                            f"{numeric[j]:.8g}")
+    if failures:
+        raise GradcheckError("gradcheck failed:\n  " + "\n  ".join(failures))
+    return True
