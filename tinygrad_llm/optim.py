@@ -1,0 +1,315 @@
+r"""Optimizers (SGD, Adam, AdamW), gradient clipping and learning-rate schedules, as in torch.optim.
+
+An optimizer holds a list of *parameter groups*: each a dict with its own hyper-parameters and a
+list of Parameters ``"params"``. ``opt.step()`` updates every parameter that has a gradient, in
+place (the Parameter objects stay the same, so a model keeps its own tensors); ``opt.zero_grad()``
+drops the gradients. The per-parameter state (momentum buffers, Adam's moments) is keyed by the
+parameter's position in the groups (0, 1, 2, ... in order), never by ``id()``, so
+``state_dict()`` / ``load_state_dict()`` carry it into a fresh process, in torch's layout:
+
+    {"state": {0: {"step": 3, "exp_avg": array, "exp_avg_sq": array}, ...},
+     "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), ..., "params": [0, 1, ...]}, ...]}
+
+Symbols: p a parameter, g its gradient, t the step count (from 1), lr the learning rate, wd the
+weight decay. All updates run in the parameter's dtype (float32 stays float32) and on its device.
+"""
+
+import math
+
+from tinygrad_llm import backend
+from tinygrad_llm.tensor import Tensor
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "set_lr", "constant_lr",
+           "step_lr", "warmup_cosine_lr"]
+
+
+class Optimizer:
+    r"""Base class: parameter groups, ``zero_grad``, ``state_dict`` and ``load_state_dict``.
+
+    ``params`` is an iterable of Parameters, or of dicts ``{"params": [...], "lr": ..., ...}``
+    (parameter groups: keys a group leaves out take the constructor's defaults). Subclasses write
+    ``_update(p, g, group, state)``, which changes ``p.data`` in place.
+    """
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        self.param_groups = []
+        seen = set()
+        for group in params:
+            group = dict(group)
+            ps = group.get("params")
+            ps = [ps] if isinstance(ps, Tensor) else list(ps or [])
+            for p in ps:
+                if not isinstance(p, Tensor):
+                    raise TypeError(f"{type(self).__name__}: parameters must be Tensors, got "
+                                    f"{type(p).__name__}")
+                if not p.requires_grad:
+                    raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} "
+                                     "does not require grad, so it can never be updated")
+                if id(p) in seen:
+                    raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} "
+                                     "appears in more than one group (or twice in one)")
+                seen.add(id(p))
+            unknown = set(group) - set(self.defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"{type(self).__name__}: unknown option(s) {sorted(unknown)} "
+                                 f"in a parameter group; known: {sorted(self.defaults)}")
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+            group["params"] = ps
+            self._check_group(group)
+            self.param_groups.append(group)
+        self.state = {}  # parameter index -> dict of arrays and the step count
+
+    def _check_group(self, group):
+        if group["lr"] < 0:
+            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {group['lr']}")
+        if group.get("weight_decay", 0) < 0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got "
+                             f"{group['weight_decay']}")
+
+    def _indexed_params(self):
+        """(index, group, parameter) for every parameter, in order."""
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                yield i, group, p
+                i += 1
+
+    def zero_grad(self):
+        """Drop every parameter's gradient (``p.grad = None``, torch's default)."""
+        for _, _, p in self._indexed_params():
+            p.grad = None
+
+    def step(self):
+        """Update every parameter that has a gradient, once."""
+        for i, group, p in self._indexed_params():
+            if p.grad is None:
+                continue
+            self._update(p, p.grad.data, group, self.state.setdefault(i, {}))
+
+    def _update(self, p, g, group, state):
+        raise NotImplementedError(f"{type(self).__name__}._update")
+
+    # ---- state dict ----------------------------------------------------------------------
+    def state_dict(self):
+        """{"state": {index: {name: NumPy array or number}}, "param_groups": [...]} as torch's.
+
+        Arrays are host copies; each group lists its parameters by index.
+        """
+        state = {i: {k: (backend.to_numpy(v).copy() if backend.is_array(v) else v)
+                     for k, v in s.items()} for i, s in self.state.items()}
+        groups, start = [], 0
+        for group in self.param_groups:
+            g = {k: v for k, v in group.items() if k != "params"}
+            g["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(g)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore hyper-parameters and state from ``state_dict()``, onto each parameter's device.
+
+        The groups must have the same sizes as this optimizer's, and every array the shape of its
+        parameter; otherwise a ValueError says what differs.
+        """
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state has "
+                             f"{len(groups)} parameter groups, this optimizer "
+                             f"{len(self.param_groups)}")
+        for n, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: group {n} has "
+                                 f"{len(saved['params'])} parameters in the state, "
+                                 f"{len(own['params'])} here")
+        params = {i: p for i, _, p in self._indexed_params()}
+        new_state = {}
+        for i, s in state_dict["state"].items():
+            i = int(i)
+            if i not in params:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter "
+                                 f"{i}, but there are only {len(params)}")
+            p, entry = params[i], {}
+            for k, v in s.items():
+                if hasattr(v, "shape") and getattr(v, "ndim", 0) > 0:
+                    if tuple(v.shape) != p.shape:
+                        raise ValueError(f"{type(self).__name__}.load_state_dict: {k!r} of "
+                                         f"parameter {i} has shape {tuple(v.shape)}, the "
+                                         f"parameter {p.shape}")
+                    v = backend.to_device(backend.to_numpy(v).astype(p.dtype), p.device)
+                elif hasattr(v, "item"):
+                    v = v.item()
+                entry[k] = v
+            new_state[i] = entry
+        for saved, own in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    own[k] = tuple(v) if isinstance(v, list) else v
+        self.state = new_state
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}("]
+        for n, group in enumerate(self.param_groups):
+            opts = ", ".join(f"{k}={v}" for k, v in group.items() if k != "params")
+            lines.append(f"  group {n}: {len(group['params'])} params, {opts}")
+        return "\n".join(lines + [")"])
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay (torch's).
+
+        g <- g + wd p                                   (weight decay, as an L2 penalty)
+        buf <- g  (first step),  buf <- momentum buf + (1 - dampening) g  (later steps)
+        d <- g + momentum buf  (nesterov),  d <- buf  (momentum > 0),  d <- g  (otherwise)
+        p <- p - lr d
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+                 weight_decay=0.0):
+        if momentum < 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      nesterov=nesterov, weight_decay=weight_decay))
+
+    def _update(self, p, g, group, state):
+        # A sparse-gradient branch (rows of an embedding) can go here, before the dense update.
+        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if wd:
+            g = g + wd * p.data                                    # g <- g + wd p
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()          # buf <- g
+            else:
+                buf *= momentum                                    # buf <- m buf + (1-d) g
+                buf += (1 - group["dampening"]) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        p.data -= lr * g                                           # p <- p - lr d
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba, 2015) with torch's L2-style weight decay (added to the gradient).
+
+        g <- g + wd p
+        m <- beta1 m + (1 - beta1) g              (exp_avg: the first moment)
+        v <- beta2 v + (1 - beta2) g^2            (exp_avg_sq: the second moment)
+        p <- p - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    The two divisions undo the zero initialisation of m and v (bias correction).
+    """
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        betas = tuple(float(b) for b in betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"{type(self).__name__}: betas must be two numbers in [0, 1), "
+                             f"got {betas}")
+        if eps < 0:
+            raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {eps}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def _update(self, p, g, group, state):
+        xp = backend.get_xp(p.data)
+        lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
+                                       group["weight_decay"])
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        if wd and self.decoupled:
+            p.data *= 1 - lr * wd                                  # AdamW: p <- p (1 - lr wd)
+        elif wd:
+            g = g + wd * p.data                                    # Adam: g <- g + wd p
+        m *= beta1                                                 # m <- b1 m + (1-b1) g
+        m += (1 - beta1) * g
+        v *= beta2                                                 # v <- b2 v + (1-b2) g^2
+        v += (1 - beta2) * (g * g)
+        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t              # Python floats
+        denom = xp.sqrt(v)                                         # sqrt(v / b2c) + eps
+        denom *= 1 / math.sqrt(bias2)
+        denom += eps
+        update = xp.divide(m, denom, out=denom)                    # m / denom, in place
+        update *= lr / bias1
+        p.data -= update                                           # p <- p - lr m^ / denom
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as torch.optim.AdamW:
+
+        p <- p (1 - lr wd)            (decay the weights directly, not through the gradient)
+        then Adam's update with wd = 0.
+    """
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def clip_grad_norm_(params, max_norm, eps=1e-6):
+    r"""Scale all gradients together so their global L2 norm is at most ``max_norm`` (torch's).
+
+        total = sqrt(sum over every parameter of sum(g^2))
+        g <- g * min(1, max_norm / (total + eps))
+
+    Returns the norm before clipping as a 0-d Tensor (no host sync on a GPU; ``.item()`` gives
+    the number). Parameters without a gradient are skipped.
+    """
+    if isinstance(params, Tensor):
+        params = [params]
+    grads = [p.grad.data for p in params if p.grad is not None]
+    if not grads:
+        return Tensor(0.0)
+    xp = backend.get_xp(grads[0])
+    total = xp.sqrt(sum(xp.vdot(g.ravel(), g.ravel()) for g in grads))  # one pass per gradient
+    coef = xp.minimum(max_norm / (total + eps), 1.0).astype(grads[0].dtype)
+    for g in grads:
+        g *= coef
+    return Tensor._wrap(xp.asarray(total))
+
+
+# ---- learning-rate schedules -----------------------------------------------------------------
+# A schedule maps the iteration number (from 0) to a learning rate; set it before each step:
+#     set_lr(opt, warmup_cosine_lr(it, 1e-3, 100, 2000, 1e-4))
+
+def set_lr(optimizer, lr):
+    """Set the learning rate of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def constant_lr(it, lr):
+    r"""lr(it) = lr."""
+    return lr
+
+
+def step_lr(it, lr, step_size, gamma=0.1):
+    r"""lr(it) = lr * gamma^floor(it / step_size)   (torch's StepLR)."""
+    return lr * gamma ** (it // step_size)
+
+
+def warmup_cosine_lr(it, lr, warmup_iters, decay_iters, min_lr):
+    r"""Linear warm-up, then cosine decay to ``min_lr``, then ``min_lr`` (nanoGPT's get_lr):
+
+        lr(it) = lr (it + 1) / (warmup_iters + 1)                      it < warmup_iters
+        lr(it) = min_lr + (lr - min_lr) (1 + cos(pi r)) / 2,           warmup_iters <= it <= decay
+                 r = (it - warmup_iters) / (decay_iters - warmup_iters)
+        lr(it) = min_lr                                                it > decay_iters
+    """
+    if it < warmup_iters:
+        return lr * (it + 1) / (warmup_iters + 1)
+    if it > decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / max(decay_iters - warmup_iters, 1)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
