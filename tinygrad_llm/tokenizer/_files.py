@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["TokenizerFileError", "write_text_atomic", "read_json"]
+__all__ = ["TokenizerFileError", "write_text_atomic", "read_text", "read_json"]
 
 
 class TokenizerFileError(ValueError):

@@ -1,4 +1,4 @@
-r"""Two trainers for byte-level BPE: a plain reference one and a fast one that gives the same merges.
+r"""Two trainers for byte-level BPE: a plain reference one, and a fast one with the same merges.
 
 Both follow one rule (docs/tokenizer.md has a worked example):
 

@@ -1,0 +1,16 @@
+r"""Tokenizers: byte-level BPE (GPT-2/GPT-4 style), characters, and Keras-style words.
+
+* ``BPETokenizer``: train your own, or load GPT-2's; encodes exactly as tiktoken does.
+* ``CharTokenizer``: one id per character of a text's alphabet (for char-level models).
+* ``WordTokenizer``: one id per word, with Keras's ``Tokenizer`` semantics.
+
+The math and the algorithms are in docs/tokenizer.md. Command line:
+``python -m tinygrad_llm.tokenizer train|encode|decode|stats --help``.
+"""
+from ._files import TokenizerFileError
+from .bpe import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, BPETokenizer
+from .char import CharTokenizer
+from .word import WordTokenizer
+
+__all__ = ["BPETokenizer", "CharTokenizer", "WordTokenizer", "TokenizerFileError",
+           "GPT2_PATTERN", "GPT4_PATTERN", "PATTERNS"]
