@@ -1,0 +1,183 @@
+r"""Fused scaled dot-product attention, one Function with a hand-derived backward.
+
+Dimension letters: B batch, nh heads, T time (query and key positions), hs head size,
+C = nh * hs channels.
+
+Forward, for one batch element and one head (q, k, v are (T, hs); the code batches over B, nh):
+
+    S = (q k^T) * scale                      scores, (T, T); scale = 1 / sqrt(hs)
+    S[i, j] = -inf  for j > i                causal mask: position i sees only j <= i
+    P = softmax(S) along j                   attention weights; each row sums to 1
+    Pd = P * M / (1 - p_drop)                dropout on the weights (M = 1 everywhere if p = 0)
+    y = Pd v                                 (T, T)(T, hs) -> (T, hs)
+
+Backward (each line restates the forward line it differentiates; derivation in docs/gpt.md):
+
+    y = Pd v        =>  dv = Pd^T dy,  dPd = dy v^T
+    Pd = P M / (1-p) =>  dP = dPd M / (1 - p)
+    P = softmax(S)  =>  dS = P * (dP - D),  D_i = sum_j dP_ij P_ij = dy_i . y_i
+    S = q k^T scale =>  dq = dS k scale,  dk = dS^T q scale
+
+``D_i = dy_i . y_i`` (FlashAttention's trick) is a sum over hs numbers instead of T: it holds
+because sum_j dPd_ij Pd_ij = dy_i . sum_j Pd_ij v_j = dy_i . y_i, and dP is zero wherever the
+dropout mask is. Masked scores get P = 0, so they pass no gradient: the mask needs no backward.
+
+Saved for backward: q, k, v (for dq, dk, dv), P (the weights), the dropout keep-mask, and y
+(for D). The (T, T) scores and dPd are temporaries.
+
+``Attention`` takes q, k, v of shape (..., T, hs). ``QKVAttention`` takes the packed output of a
+fused qkv projection (B, T, 3C) and returns heads merged back to (B, T, C): it replaces the split,
+the two transposes and the merge (five ops and their backward copies) with views.
+"""
+
+import math
+
+from tinygrad_llm import backend
+from tinygrad_llm.tensor import Function
+
+__all__ = ["Attention", "QKVAttention", "scaled_dot_product_attention", "qkv_attention",
+           "causal_mask"]
+
+_MASKS = {}  # (T, dtype, xp) -> (T, T) additive causal mask: a constant, built once per size
+
+
+def causal_mask(t, dtype, xp):
+    r"""The additive causal mask (T, T): 0 where j <= i, -inf where j > i (a future position)."""
+    key = (t, str(dtype), xp.__name__)
+    if key not in _MASKS:
+        mask = xp.triu(xp.full((t, t), -xp.inf, dtype=dtype), k=1)          # (T, T)
+        _MASKS[key] = mask
+    return _MASKS[key]
+
+
+def _forward(fn, q, k, v, causal, dropout_p, scale, out=None):
+    r"""The shared forward on (..., T, hs) views; saves what backward needs on ``fn``."""
+    xp = backend.get_xp(q)
+    tq, tk = q.shape[-2], k.shape[-2]
+    s = q @ k.swapaxes(-1, -2)                                              # (..., T, T)
+    s *= scale                                                              # S = q k^T scale
+    if causal:
+        # Query i is position (tk - tq + i) of the key sequence; for tq == tk this is the plain
+        # triangle. It lets a decoder feed fewer queries than keys.
+        s += causal_mask(tk, s.dtype, xp)[tk - tq:]                         # (T, T) broadcast
+    s -= s.max(axis=-1, keepdims=True)                                      # softmax, in place
+    xp.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+    p = s                                                                   # P (..., T, T)
+    keep = None
+    pd = p
+    if dropout_p > 0:
+        rng = backend.device_rng(backend.device_of(q))
+        keep = rng.random(p.shape, dtype=p.dtype) >= dropout_p             # M (..., T, T)
+        pd = p * keep
+        pd *= 1 / (1 - dropout_p)                                           # Pd = P M / (1-p)
+    y = xp.matmul(pd, v, out=out)                                           # (..., T, hs)
+    # saved: q, k, v for the matmul gradients; P and M for the softmax/dropout gradient
+    fn.q, fn.k, fn.v, fn.p, fn.keep = q, k, v, p, keep
+    fn.dropout_p, fn.scale = dropout_p, scale
+    return y
+
+
+def _backward(fn, dy, y, dq=None, dk=None, dv=None):
+    r"""The shared backward: fills (or returns) dq, dk, dv of shape (..., T, hs)."""
+    xp = backend.get_xp(dy)
+    p, keep, dropout_p = fn.p, fn.keep, fn.dropout_p
+    pd = p if keep is None else p * keep * (1 / (1 - dropout_p))            # Pd (..., T, T)
+    dv = xp.matmul(pd.swapaxes(-1, -2), dy, out=dv)                        # y = Pd v => dv
+    dp = dy @ fn.v.swapaxes(-1, -2)                                         # dPd = dy v^T
+    if keep is not None:
+        dp *= keep                                                          # dP = dPd M / (1-p)
+        dp *= 1 / (1 - dropout_p)
+    d = (dy * y).sum(axis=-1, keepdims=True)                                # D_i = dy_i . y_i
+    dp -= d                                                                 # dS = P (dP - D)
+    dp *= p
+    dp *= fn.scale                                                          # S = q k^T scale
+    dq = xp.matmul(dp, fn.k, out=dq)                                        # dq = dS k scale
+    dk = xp.matmul(dp.swapaxes(-1, -2), fn.q, out=dk)                       # dk = dS^T q scale
+    return dq, dk, dv
+
+
+def _check(q, k, v):
+    if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
+        raise ValueError(f"attention: q, k, v must have the same number (>= 2) of dimensions "
+                         f"(..., T, hs), got shapes {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"attention: q and k need the same head size and k and v the same "
+                         f"length; got q {q.shape}, k {k.shape}, v {v.shape}")
+    if q.shape[-2] > k.shape[-2]:
+        raise ValueError(f"attention: more queries ({q.shape[-2]}) than keys ({k.shape[-2]})")
+
+
+class Attention(Function):
+    r"""y = softmax(q k^T / sqrt(hs) + mask) v with q (..., Tq, hs), k, v (..., T, hs).
+
+    Options: ``causal`` (default True) masks future keys; ``dropout_p`` drops attention weights
+    (pass 0 in evaluation); ``scale`` defaults to 1/sqrt(hs). Equations: the module docstring.
+    """
+
+    def forward(self, q, k, v, causal=True, dropout_p=0.0, scale=None):
+        _check(q, k, v)
+        if not 0 <= dropout_p < 1:
+            raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
+        scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+        self.y = _forward(self, q, k, v, causal, dropout_p, scale)           # saved: y, for D
+        return self.y
+
+    def backward(self, dy):
+        dq, dk, dv = _backward(self, dy, self.y)
+        need_q, need_k, need_v = self.needs_input_grad
+        return dq if need_q else None, dk if need_k else None, dv if need_v else None
+
+
+class QKVAttention(Function):
+    r"""Multi-head causal self-attention on a packed qkv projection: qkv (B, T, 3C) -> y (B, T, C).
+
+    The last axis of qkv holds [q | k | v], each C = nh * hs wide with head h in columns
+    h*hs .. (h+1)*hs (nanoGPT's and GPT-2's layout). Each head attends as in ``Attention``;
+    the heads' outputs are laid side by side again. q, k, v and y are strided views, so no
+    split, transpose or merge is copied, forward or backward:
+
+        q = qkv[:, :, 0:C]   viewed (B, T, nh, hs) -> (B, nh, T, hs)     (same for k, v)
+        y (B, nh, T, hs)     viewed back as (B, T, nh, hs) -> (B, T, C)
+        dqkv = [dq | dk | dv] written through the same views
+    """
+
+    def forward(self, qkv, n_head, causal=True, dropout_p=0.0):
+        xp = backend.get_xp(qkv)
+        if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+            raise ValueError(f"qkv_attention: qkv must be (B, T, 3C) with C divisible by "
+                             f"n_head={n_head}, got shape {qkv.shape}")
+        if not 0 <= dropout_p < 1:
+            raise ValueError(f"qkv_attention: dropout_p must be in [0, 1), got {dropout_p}")
+        b, t, c3 = qkv.shape
+        c = c3 // 3
+        hs = c // n_head
+        heads = qkv.reshape(b, t, 3, n_head, hs).transpose(2, 0, 3, 1, 4)    # (3, B, nh, T, hs)
+        q, k, v = heads[0], heads[1], heads[2]                              # (B, nh, T, hs) each
+        y = xp.empty((b, t, n_head, hs), dtype=qkv.dtype)                   # (B, T, nh, hs)
+        _forward(self, q, k, v, causal, dropout_p, 1 / math.sqrt(hs),
+                 out=y.transpose(0, 2, 1, 3))                               # written as (B,nh,T,hs)
+        self.y = y                                                          # saved: y, for D
+        return y.reshape(b, t, c)                                           # (B, T, C): a view
+
+    def backward(self, dy):
+        xp = backend.get_xp(dy)
+        b, t, c = dy.shape
+        n_head, hs = self.y.shape[2], self.y.shape[3]
+        dqkv = xp.empty((b, t, 3, n_head, hs), dtype=dy.dtype)              # (B, T, 3, nh, hs)
+        dheads = dqkv.transpose(2, 0, 3, 1, 4)                              # (3, B, nh, T, hs)
+        dy4 = dy.reshape(b, t, n_head, hs).transpose(0, 2, 1, 3)            # (B, nh, T, hs)
+        y4 = self.y.transpose(0, 2, 1, 3)                                   # (B, nh, T, hs)
+        _backward(self, dy4, y4, dq=dheads[0], dk=dheads[1], dv=dheads[2])
+        return (dqkv.reshape(b, t, 3 * c),)                                 # (B, T, 3C)
+
+
+def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, scale=None):
+    r"""softmax(q k^T * scale + causal mask) v on Tensors (..., T, hs); see ``Attention``."""
+    return Attention.apply(q, k, v, causal=causal, dropout_p=dropout_p, scale=scale)
+
+
+def qkv_attention(qkv, n_head, causal=True, dropout_p=0.0):
+    r"""Multi-head self-attention from a packed (B, T, 3C) Tensor to (B, T, C); see
+    ``QKVAttention``."""
+    return QKVAttention.apply(qkv, n_head=n_head, causal=causal, dropout_p=dropout_p)
