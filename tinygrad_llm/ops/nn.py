@@ -113,7 +113,7 @@ class CrossEntropy(Function):
         if reduction == "sum":
             return loss.sum()
         self.count = valid.sum()
-        return loss.sum() / self.count
+        return xp.asarray(loss.sum() / self.count, dtype=logits.dtype)  # not int-promoted
 
     def backward(self, dy):
         xp = backend.get_xp(dy)
