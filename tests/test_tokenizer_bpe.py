@@ -180,3 +180,26 @@ def test_repr_and_patterns():
         BPETokenizer("(unclosed")
     with pytest.raises(TypeError, match="pattern must be"):
         BPETokenizer(3)
+
+
+ascii_text = st.lists(st.one_of(
+    st.sampled_from(["'s", "'S", "'ll", "'LL", "'Re", " ", "  ", "\t", "\n", "\r\n", " \n ",
+                     "\x0b", "\x0c", "\x1c", "\x1f", "\x00", "abc", "Word", "123", "12345", "!",
+                     " ?!", "--", "'"]),
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=6)), max_size=40).map("".join)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+@given(text=ascii_text)
+def test_ascii_fast_split_equals_regex_split(pattern, text):
+    # The `re` spelling of the patterns used for pure-ASCII text must split exactly as `regex`.
+    tok = BPETokenizer(pattern)
+    if tok._ascii_regex is None:
+        pytest.skip("Python < 3.11: the ASCII fast path is off")
+    assert tok._ascii_regex.findall(text) == tok._split_regex.findall(text)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
+def test_ascii_fast_split_on_shakespeare(pattern):
+    tok = BPETokenizer(pattern)
+    assert tok._split(SHAKESPEARE) == tok._split_regex.findall(SHAKESPEARE)

@@ -16,6 +16,7 @@ Special tokens such as "<|endoftext|>" are strings that map to one id each, outs
 table; ``encode`` decides whether text that spells them is treated as the special token or as
 ordinary characters (see ``encode``).
 """
+import re
 from collections import Counter
 from itertools import chain
 from pathlib import Path
@@ -36,6 +37,19 @@ GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
 GPT4_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}|"""
                 r""" ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")
 PATTERNS = {"gpt2": GPT2_PATTERN, "gpt4": GPT4_PATTERN}
+
+# A speed-up, not a new rule: the same two patterns for pure-ASCII text, spelled for Python's
+# built-in `re`, which splits about twice as fast as `regex`. On ASCII, \p{L} is [A-Za-z],
+# \p{N} is [0-9], and regex's \s is [\t-\r ] (it does not count \x1c-\x1f as space, unlike
+# re's \s, so we spell the class out). tests/test_tokenizer_bpe.py checks both give identical
+# chunks. Possessive quantifiers (?+, ++) need Python >= 3.11; older versions skip this path.
+_ASCII_PATTERNS = {
+    GPT2_PATTERN: r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\t-\r A-Za-z0-9]+"""
+                  r"""|[\t-\r ]+(?![^\t-\r ])|[\t-\r ]+""",
+    GPT4_PATTERN: r"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?+[A-Za-z]+|[0-9]{1,3}"""
+                  r"""| ?[^\t-\r A-Za-z0-9]++[\r\n]*|[\t-\r ]*[\r\n]|[\t-\r ]+(?![^\t-\r ])"""
+                  r"""|[\t-\r ]+""",
+}
 
 _DATA = Path(__file__).resolve().parent.parent / "datasets" / "gpt2"
 _SINGLE_BYTES = [bytes([b]) for b in range(256)]
@@ -85,6 +99,11 @@ class BPETokenizer:
         except regex.error as e:
             raise ValueError(f"BPETokenizer: pattern {pattern!r} is not a valid regex: {e}") \
                 from None
+        try:
+            ascii_pattern = _ASCII_PATTERNS.get(self.pattern)
+            self._ascii_regex = re.compile(ascii_pattern, re.ASCII) if ascii_pattern else None
+        except re.error:  # Python < 3.11: no possessive quantifiers in `re`
+            self._ascii_regex = None
         self._set_state(list(range(256)), [], {})
 
     # ------------------------------------------------------------------ state
@@ -138,6 +157,8 @@ class BPETokenizer:
         # The chunks of `text` (a list of str); no pattern means one chunk.
         if self._split_regex is None:
             return [text] if text else []
+        if self._ascii_regex is not None and text.isascii():
+            return self._ascii_regex.findall(text)
         return self._split_regex.findall(text)
 
     # ------------------------------------------------------------------ training
