@@ -1,0 +1,555 @@
+r"""Train a small GPT on Tiny Shakespeare, character by character, and watch it learn to write.
+
+What this teaches: the whole training loop of a language model, in the open.
+
+1. Tokenize: each character becomes an id (65 of them for Shakespeare), or use byte-level BPE.
+2. Batch: random windows of the text; the target at each position is the next token.
+3. Forward: the GPT (tinygrad_llm/models/gpt.py) gives logits and the cross-entropy loss.
+4. Backward: ``loss.backward()`` fills every parameter's gradient.
+5. Update: clip the gradient norm to 1, set the learning rate from the warm-up + cosine schedule,
+   and take an AdamW step.
+6. Evaluate on held-out text every ``--eval-interval`` iterations, log, and checkpoint.
+
+With no arguments it runs nanoGPT's shakespeare_char CPU configuration (4 layers, 4 heads,
+128 wide, context 64, batch 12, 2000 iterations). ``--device cuda`` selects nanoGPT's "baby GPT"
+(6 layers, 6 heads, 384 wide, context 256, batch 64, dropout 0.2, 5000 iterations).
+
+    python examples/train_shakespeare.py                    # CPU, a few minutes
+    python examples/train_shakespeare.py --device cuda      # the baby GPT on a GPU
+    python examples/train_shakespeare.py --resume           # continue from out-shakespeare/
+    python examples/sample.py --start "ROMEO:"              # sample from the checkpoint
+
+Output in --out-dir: ``ckpt.npz`` (weights, AdamW state, config, tokenizer, iteration and random
+state; written atomically, no pickle), ``log.jsonl`` (one line per evaluation), ``loss.png``
+(with matplotlib), ``tokenizer.json``. Ctrl-C saves a checkpoint, then exits.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import tinygrad_llm
+from tinygrad_llm import backend, no_grad
+from tinygrad_llm.data import get_batch, tiny_shakespeare
+from tinygrad_llm.models.gpt import GPT, GPTConfig
+from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr
+
+CHECKPOINT = "ckpt.npz"
+FORMAT = "tinygrad_llm.train_shakespeare.checkpoint"
+VERSION = 1
+
+# nanoGPT's config/train_shakespeare_char.py, run on a CPU as its README says
+# (--block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
+#  --lr_decay_iters=2000 --dropout=0.0 --eval_iters=20), and as written for a GPU.
+PRESETS = {
+    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0,
+                max_iters=2000, lr_decay_iters=2000, eval_iters=20),
+    "cuda": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2,
+                 max_iters=5000, lr_decay_iters=5000, eval_iters=200),
+}
+COMMON = dict(lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250, weight_decay=0.1,
+              beta1=0.9, beta2=0.99, grad_clip=1.0, seed=1337, bpe_vocab_size=512)
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+TRAIN_KEYS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "lr_decay_iters",
+              "eval_interval", "eval_iters", "weight_decay", "beta1", "beta2", "grad_clip",
+              "seed")
+
+
+class UsageError(Exception):
+    """Bad input: printed as one clear message, with a non-zero exit and no traceback."""
+
+
+# ---- arguments ---------------------------------------------------------------------------------
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda (baby GPT config)")
+    p.add_argument("--tokenizer", choices=("char", "bpe"), default=None,
+                   help="characters (default) or byte-level BPE trained on the training split")
+    p.add_argument("--tokenizer-file", default=None,
+                   help="load a saved tokenizer (CharTokenizer or BPETokenizer JSON)")
+    p.add_argument("--bpe-vocab-size", type=int, default=None,
+                   help=f"BPE vocabulary size (default {COMMON['bpe_vocab_size']})")
+    p.add_argument("--data", default=None, help="a UTF-8 text file (default: Tiny Shakespeare)")
+    p.add_argument("--out-dir", default="out-shakespeare", help="checkpoint and log directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.npz")
+    for name, kind in (("max-iters", int), ("eval-interval", int), ("eval-iters", int),
+                       ("batch-size", int), ("block-size", int), ("n-layer", int),
+                       ("n-head", int), ("n-embd", int), ("dropout", float), ("lr", float),
+                       ("min-lr", float), ("warmup-iters", int), ("lr-decay-iters", int),
+                       ("weight-decay", float), ("grad-clip", float), ("seed", int)):
+        p.add_argument(f"--{name}", type=kind, default=None)
+    p.add_argument("--sample-chars", type=int, default=500,
+                   help="tokens to sample at the end (0: none)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar (plain log lines)")
+    return p.parse_args(argv)
+
+
+def given(args):
+    """The model/training options the user set explicitly on the command line."""
+    keys = MODEL_KEYS + TRAIN_KEYS + ("bpe_vocab_size",)
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def check_options(opts):
+    positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_interval",
+                "eval_iters")
+    for k in positive:
+        if k in opts and opts[k] < 1:
+            raise UsageError(f"--{k.replace('_', '-')} must be at least 1, got {opts[k]}")
+    for k in ("max_iters", "warmup_iters", "lr_decay_iters"):
+        if k in opts and opts[k] < 0:
+            raise UsageError(f"--{k.replace('_', '-')} must be >= 0, got {opts[k]}")
+    if "dropout" in opts and not 0 <= opts["dropout"] < 1:
+        raise UsageError(f"--dropout must be in [0, 1), got {opts['dropout']}")
+    if opts.get("lr", 1) <= 0:
+        raise UsageError(f"--lr must be positive, got {opts['lr']}")
+    if "n_embd" in opts and "n_head" in opts and opts["n_embd"] % opts["n_head"]:
+        raise UsageError(f"--n-embd {opts['n_embd']} must be divisible by --n-head "
+                         f"{opts['n_head']}")
+
+
+# ---- data and tokenizer --------------------------------------------------------------------------
+def read_text(path):
+    if path is None:
+        return tiny_shakespeare()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--data {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--data {path}: is a directory, not a text file") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--data {path}: not UTF-8 text ({e.reason} at byte {e.start})") \
+            from None
+    except OSError as e:
+        raise UsageError(f"--data {path}: cannot read it ({e.strerror})") from None
+    if not text.strip():
+        raise UsageError(f"--data {path}: the file is empty")
+    return text
+
+
+def tokenizer_to_json(tok):
+    """The tokenizer's own JSON file format, as a string (stored inside the checkpoint)."""
+    with tempfile.TemporaryDirectory() as d:
+        tok.save(Path(d) / "tok.json")
+        return (Path(d) / "tok.json").read_text(encoding="utf-8")
+
+
+def tokenizer_from_json(text):
+    from tinygrad_llm.tokenizer import BPETokenizer, CharTokenizer
+    kind = json.loads(text).get("format", "")
+    cls = CharTokenizer if kind == CharTokenizer.FORMAT else BPETokenizer
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "tok.json").write_text(text, encoding="utf-8")
+        return cls.load(Path(d) / "tok.json")
+
+
+def load_tokenizer_file(path):
+    from tinygrad_llm.tokenizer import TokenizerFileError
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        return tokenizer_from_json(text)
+    except FileNotFoundError:
+        raise UsageError(f"--tokenizer-file {path}: no such file") from None
+    except (TokenizerFileError, ValueError, OSError) as e:
+        raise UsageError(f"--tokenizer-file {path}: not a valid tokenizer file ({e})") from None
+
+
+def build_tokenizer(args, text, train_text, bpe_vocab_size):
+    from tinygrad_llm.tokenizer import BPETokenizer, CharTokenizer
+    if args.tokenizer_file:
+        return load_tokenizer_file(args.tokenizer_file)
+    if args.tokenizer == "char":
+        return CharTokenizer(text)                 # the alphabet of the whole text, as nanoGPT
+    print(f"training a byte-level BPE tokenizer ({bpe_vocab_size} tokens) on the training split")
+    if bpe_vocab_size < 256:
+        raise UsageError(f"--bpe-vocab-size must be at least 256, got {bpe_vocab_size}")
+    return BPETokenizer("gpt2").train(train_text, bpe_vocab_size)
+
+
+def encode(tok, text, what):
+    try:
+        return np.array(tok.encode(text), dtype=np.int64)
+    except ValueError as e:
+        raise UsageError(f"cannot encode the {what} with this tokenizer: {e}") from None
+
+
+def text_digest(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---- checkpoints (no pickle: arrays in .npz, everything else as JSON) ----------------------------
+def save_checkpoint(path, model, opt, meta):
+    r"""Write weights, AdamW state and ``meta`` (JSON) to ``path`` atomically.
+
+    Arrays go into an .npz under ``model.<name>`` and ``optim.<index>.<name>``; the JSON rides
+    along as a uint8 array ``meta_json``. We write a temporary file in the same directory, flush
+    it, then ``os.replace`` it over the old checkpoint: a crash leaves the old one intact.
+    """
+    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state = opt.state_dict()
+    scalars = {}
+    for i, s in state["state"].items():
+        for k, v in s.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"optim.{i}.{k}"] = v
+            else:
+                scalars.setdefault(str(i), {})[k] = v
+    meta = dict(meta, format=FORMAT, version=VERSION,
+                optim={"param_groups": [{k: (list(v) if isinstance(v, tuple) else v)
+                                         for k, v in g.items()} for g in state["param_groups"]],
+                       "scalars": scalars})
+    blob = json.dumps(meta).encode("utf-8")
+    arrays["meta_json"] = np.frombuffer(blob, dtype=np.uint8)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)                        # mkstemp makes it private; a normal file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path):
+    r"""(meta dict, {name: array}) from ``path``; a missing or corrupt file raises UsageError."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"no checkpoint at {path} (train first, or check --out-dir)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta_json").tobytes().decode("utf-8"))
+    except Exception as e:  # BadZipFile, ValueError, KeyError, OSError, JSON errors: all corrupt
+        raise UsageError(f"{path} is not a readable checkpoint (corrupt or truncated?): "
+                         f"{type(e).__name__}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UsageError(f"{path} is not a train_shakespeare checkpoint")
+    if meta.get("version") != VERSION:
+        raise UsageError(f"{path} has checkpoint version {meta.get('version')}; this script "
+                         f"reads version {VERSION}")
+    return meta, arrays
+
+
+def model_from_checkpoint(meta, arrays, device="cpu"):
+    """Rebuild the GPT and load its weights (used by --resume and by sample.py)."""
+    try:
+        config = GPTConfig(**meta["model"])
+        model = GPT(config)
+        model.load_state_dict({k[len("model."):]: v for k, v in arrays.items()
+                               if k.startswith("model.")})
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"the checkpoint's weights do not fit its config: {e}") from None
+    return model.to(device)
+
+
+def restore_optimizer(opt, meta, arrays):
+    state = {}
+    for k, v in arrays.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    for i, s in meta["optim"]["scalars"].items():
+        state.setdefault(int(i), {}).update(s)
+    try:
+        opt.load_state_dict({"state": state, "param_groups": meta["optim"]["param_groups"]})
+    except (KeyError, ValueError) as e:
+        raise UsageError(f"the checkpoint's optimizer state does not fit the model: {e}") \
+            from None
+
+
+# ---- evaluation, logging, plotting ---------------------------------------------------------------
+@no_grad()
+def estimate_loss(model, splits, opts, it, device):
+    r"""Mean loss over ``eval_iters`` batches of each split. The batches come from a generator
+    seeded by (seed, it, split), so evaluation never disturbs the training batches (a resumed
+    run draws exactly what an uninterrupted one would)."""
+    model.eval()
+    out = {}
+    for n, (name, ids) in enumerate(splits.items()):
+        rng = np.random.default_rng([opts["seed"], it, n])
+        losses = []
+        for _ in range(opts["eval_iters"]):
+            x, y = get_batch(ids, opts["batch_size"], opts["block_size"], rng, device)
+            losses.append(model(x, y)[1].item())
+        out[name] = float(np.mean(losses))
+    model.train()
+    return out
+
+
+def plot_losses(log_path, png_path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line]
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("train_loss", "val_loss"):
+        ax.plot([r["iter"] for r in rows], [r[key] for r in rows], marker="o",
+                label=key.replace("_", " "))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
+    ax.set_title("GPT on Tiny Shakespeare")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+class Progress:
+    """A tqdm bar when tqdm is installed (and wanted), else a plain line every 10%."""
+
+    def __init__(self, start, total, enabled):
+        self.bar = None
+        self.total, self.start = total, start
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(initial=start, total=total, unit="it", dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, it, loss, ms):
+        if self.bar is not None:
+            self.bar.update(1)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}", ms_iter=f"{ms:.0f}")
+        elif loss is not None and (it % max(self.total // 10, 1) == 0 or it == self.total):
+            print(f"iter {it}/{self.total}: loss {loss:.4f}, {ms:.0f} ms/iter", flush=True)
+
+    def write(self, msg):
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---- the run ---------------------------------------------------------------------------------
+def setup(args):
+    """Everything before the loop: options, data, tokenizer, model, optimizer, state."""
+    try:
+        device = backend.check_device(args.device)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    explicit = given(args)
+    check_options(explicit)
+    out_dir = Path(args.out_dir)
+    ckpt_path = out_dir / CHECKPOINT
+    meta = arrays = None
+    if args.resume:
+        meta, arrays = load_checkpoint(ckpt_path)
+        opts = dict(meta["train"], **meta["model"])
+        for k in MODEL_KEYS:
+            if k in explicit and explicit[k] != opts[k]:
+                raise UsageError(f"--{k.replace('_', '-')} {explicit[k]} does not match the "
+                                 f"checkpoint's {k} = {opts[k]} (leave it out to resume)")
+        for k in TRAIN_KEYS:
+            if k in explicit:
+                opts[k] = explicit[k]
+        if args.data is not None and meta["data"]["path"] != str(Path(args.data).resolve()):
+            raise UsageError(f"--data {args.data} is not the text this checkpoint was trained "
+                             f"on ({meta['data']['path']})")
+        if args.tokenizer is not None and args.tokenizer != meta["tokenizer_kind"]:
+            raise UsageError(f"--tokenizer {args.tokenizer} does not match the checkpoint's "
+                             f"{meta['tokenizer_kind']}")
+        if args.tokenizer_file:
+            raise UsageError("--tokenizer-file cannot be used with --resume: the tokenizer "
+                             "is stored in the checkpoint")
+        args.tokenizer = meta["tokenizer_kind"]
+        data_path = meta["data"]["path"]
+        text = read_text(data_path) if data_path != "tiny_shakespeare" else tiny_shakespeare()
+        if text_digest(text) != meta["data"]["sha256"]:
+            raise UsageError(f"the data file {data_path} changed since the checkpoint was "
+                             "written")
+        tok = tokenizer_from_json(meta["tokenizer"])
+    else:
+        args.tokenizer = args.tokenizer or "char"
+        opts = dict(COMMON, **PRESETS[device])
+        opts.update(explicit)
+        check_options(opts)
+        text = read_text(args.data)
+    n_split = int(0.9 * len(text))
+    train_text, val_text = text[:n_split], text[n_split:]
+    if not args.resume:
+        tok = build_tokenizer(args, text, train_text, opts["bpe_vocab_size"])
+    train_ids = encode(tok, train_text, "training split")
+    val_ids = encode(tok, val_text, "validation split")
+    shortest = min(len(train_ids), len(val_ids))
+    if opts["block_size"] >= shortest:
+        raise UsageError(f"--block-size {opts['block_size']} is too large for this data: the "
+                         f"{'validation' if len(val_ids) < len(train_ids) else 'training'} split "
+                         f"has only {shortest} tokens (it needs more than the block size)")
+
+    tinygrad_llm.manual_seed(opts["seed"])
+    if args.resume:
+        model = model_from_checkpoint(meta, arrays, device)
+    else:
+        config = GPTConfig(vocab_size=tok.vocab_size, block_size=opts["block_size"],
+                           n_layer=opts["n_layer"], n_head=opts["n_head"],
+                           n_embd=opts["n_embd"], dropout=opts["dropout"], bias=True)
+        model = GPT(config).to(device)
+    if model.config.vocab_size < tok.vocab_size:
+        raise UsageError(f"the tokenizer has {tok.vocab_size} tokens but the model only "
+                         f"{model.config.vocab_size}")
+    opt = model.configure_optimizers(opts["weight_decay"], opts["lr"],
+                                     (opts["beta1"], opts["beta2"]))
+    batch_rng = np.random.default_rng(opts["seed"])
+    state = {"iter": 0, "elapsed_s": 0.0, "evaluated": False}
+    if args.resume:
+        restore_optimizer(opt, meta, arrays)
+        batch_rng.bit_generator.state = meta["rng"]["batch"]
+        backend.set_rng_state(meta["rng"]["host"])
+        state = {k: meta[k] for k in state}
+    data_path = "tiny_shakespeare" if args.data is None else str(Path(args.data).resolve())
+    if args.resume:
+        data_path = meta["data"]["path"]
+    info = {"path": data_path, "chars": len(text), "sha256": text_digest(text)}
+    return dict(device=device, opts=opts, tok=tok, model=model, opt=opt, batch_rng=batch_rng,
+                state=state, out_dir=out_dir, ckpt_path=ckpt_path, data=info,
+                splits={"train": train_ids, "val": val_ids},
+                tokenizer_kind=args.tokenizer)
+
+
+def make_meta(run, it, evaluated):
+    model_cfg = run["model"].config.to_dict()
+    train = {k: run["opts"][k] for k in TRAIN_KEYS}
+    train["bpe_vocab_size"] = run["opts"]["bpe_vocab_size"]
+    return {"model": model_cfg, "train": train, "iter": it, "evaluated": evaluated,
+            "elapsed_s": run["state"]["elapsed_s"], "tokenizer": tokenizer_to_json(run["tok"]),
+            "tokenizer_kind": run["tokenizer_kind"], "data": run["data"],
+            "rng": {"batch": run["batch_rng"].bit_generator.state,
+                    "host": backend.rng_state()}}
+
+
+def train(run, progress_enabled=True):
+    opts, model, opt, device = run["opts"], run["model"], run["opt"], run["device"]
+    out_dir, ckpt_path = run["out_dir"], run["ckpt_path"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "log.jsonl"
+    (out_dir / "tokenizer.json").write_text(tokenizer_to_json(run["tok"]), encoding="utf-8")
+    start, max_iters = run["state"]["iter"], opts["max_iters"]
+    print(f"{model.num_parameters() / 1e6:.2f}M parameters; vocab {run['tok'].vocab_size}; "
+          f"train {len(run['splits']['train']):,} / val {len(run['splits']['val']):,} tokens; "
+          f"device {device}; iterations {start} -> {max_iters}", flush=True)
+
+    stop = {"flag": False}
+
+    def on_sigint(signum, frame):            # first Ctrl-C: finish this step, save, exit
+        if stop["flag"]:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+
+    previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    progress = Progress(start, max_iters, progress_enabled)
+    window_start, window_iters = time.perf_counter(), 0
+    t_loss, it = None, start
+    try:
+        for it in range(start, max_iters + 1):
+            if stop["flag"]:
+                run["state"]["elapsed_s"] += time.perf_counter() - window_start
+                save_checkpoint(ckpt_path, model, opt, make_meta(run, it, False))
+                progress.write(f"interrupted: saved {ckpt_path} at iteration {it}; "
+                               f"continue with --resume")
+                return 130
+            lr = warmup_cosine_lr(it, opts["lr"], opts["warmup_iters"], opts["lr_decay_iters"],
+                                  opts["min_lr"])
+            set_lr(opt, lr)
+            if it % opts["eval_interval"] == 0 or it == max_iters:
+                if not (it == start and run["state"]["evaluated"]):  # logged before the save
+                    now = time.perf_counter()
+                    run["state"]["elapsed_s"] += now - window_start
+                    ms = 1000 * (now - window_start) / window_iters if window_iters else None
+                    losses = estimate_loss(model, run["splits"], opts, it, device)
+                    row = {"iter": it, "train_loss": round(losses["train"], 6),
+                           "val_loss": round(losses["val"], 6), "lr": lr,
+                           "elapsed_s": round(run["state"]["elapsed_s"], 3),
+                           "ms_per_iter": round(ms, 2) if ms is not None else None}
+                    with open(log_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
+                    progress.write(f"iter {it}: train loss {losses['train']:.4f}, val loss "
+                                   f"{losses['val']:.4f}, lr {lr:.2e}"
+                                   + (f", {ms:.1f} ms/iter" if ms is not None else ""))
+                    save_checkpoint(ckpt_path, model, opt, make_meta(run, it, True))
+                    window_start, window_iters = time.perf_counter(), 0
+            if it == max_iters:
+                break
+            x, y = get_batch(run["splits"]["train"], opts["batch_size"], opts["block_size"],
+                             run["batch_rng"], device)
+            _, loss = model(x, y)                       # forward: logits and mean loss
+            opt.zero_grad()
+            loss.backward()                             # backward: every parameter's .grad
+            if opts["grad_clip"] > 0:
+                clip_grad_norm_(model.parameters(), opts["grad_clip"])
+            opt.step()                                  # AdamW update
+            window_iters += 1
+            if it % 10 == 0 or it == max_iters - 1:     # .item() syncs a GPU: not every step
+                t_loss = loss.item()
+            ms = 1000 * (time.perf_counter() - window_start) / window_iters
+            progress.update(it + 1, t_loss, ms)
+    finally:
+        progress.close()
+        signal.signal(signal.SIGINT, previous_handler)
+        if log_path.exists():
+            plot_losses(log_path, out_dir / "loss.png")
+    return 0
+
+
+def sample_text(model, tok, n, seed, start="\n", temperature=1.0, top_k=None, top_p=None):
+    try:
+        ids = tok.encode(start)
+    except ValueError:
+        ids = [0]
+    ids = ids or [0]
+    out = model.generate(np.array([ids], dtype=np.int64), n, temperature=temperature,
+                         top_k=top_k, top_p=top_p, seed=seed)
+    return tok.decode(out[0].tolist())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run = setup(args)
+        code = train(run, progress_enabled=not args.no_progress)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (a second Ctrl-C): no checkpoint written for this step",
+              file=sys.stderr)
+        return 130
+    if code:
+        return code
+    if args.sample_chars > 0:
+        print("-" * 40 + " sample " + "-" * 40)
+        print(sample_text(run["model"], run["tok"], args.sample_chars, run["opts"]["seed"]))
+    peak = backend.memory_stats("cpu")["peak_rss_bytes"] / 2 ** 20
+    print(f"done: checkpoint in {run['ckpt_path']}, log in {run['out_dir'] / 'log.jsonl'}; "
+          f"peak memory {peak:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
