@@ -1,0 +1,73 @@
+r"""The LSTM: ``LSTMCell`` (one step) and ``LSTM`` (stacked, bidirectional, variable-length).
+
+Dimension letters: T time, B batch, I input features, H hidden units, L layers, D directions.
+
+For each layer and direction, at step t (row vectors, torch's gate order i, f, g, o):
+
+    [i f g o]_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh           (B, 4H), then
+    i_t = sigma(.), f_t = sigma(.), g_t = tanh(.), o_t = sigma(.)
+    c_t = f_t * c_{t-1} + i_t * g_t          the cell state: a gated running sum
+    h_t = o_t * tanh(c_t)                    the output gate decides what the cell shows
+
+Names to symbols (torch's names and shapes): ``weight_ih_l{k}`` = [W_ii W_if W_ig W_io] (4H, I),
+``weight_hh_l{k}`` = [W_hi W_hf W_hg W_ho] (4H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,);
+``_reverse`` for the reverse direction. Each direction of each layer is one fused Function with a
+hand-written backward through time (tinygrad_llm/ops/rnn.py, ``LSTMLayer``); the derivation, and
+why the path c_{t-1} -> c_t (dc_{t-1} = dc_t * f_t) keeps gradients from vanishing, are in
+docs/rnn.md.
+"""
+
+from tinygrad_llm.nn.rnn import RNNBase, RNNCellBase
+from tinygrad_llm.ops import rnn as _rnn
+
+__all__ = ["LSTMCell", "LSTM"]
+
+
+class LSTM(RNNBase):
+    r"""``out, (h_n, c_n) = lstm(x, (h0, c0)=None, lengths=None)``, torch.nn.LSTM's arguments:
+    LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False).
+
+    x (T, B, I) (batch_first: (B, T, I); unbatched (T, I)); out (T, B, D*H); h0, c0, h_n, c_n
+    (L*D, B, H). Equations and parameter names: module docstring. ``lengths`` (B,): padded steps
+    keep (h, c), output zeros; h_n, c_n are each sequence's last valid states.
+    """
+
+    gates = 4
+    has_cell_state = True
+
+    def forward(self, x, hx=None, lengths=None):
+        h0, c0 = (None, None) if hx is None else hx
+        out, h_n, c_n = self._run(x, h0, c0, lengths)
+        return out, (h_n, c_n)
+
+    def _layer(self, x, h0, c0, weights, lengths, reverse):
+        T = x.shape[0]
+        y = _rnn.LSTMLayer.apply(x, h0, c0, *weights, lengths=lengths,
+                                 reverse=reverse)                           # (T+2, B, H)
+        return y[:T], y[T], y[T + 1]
+
+
+class LSTMCell(RNNCellBase):
+    r"""One LSTM step, ``h_new, c_new = cell(x, (h, c)=None)``, torch.nn.LSTMCell's arguments:
+
+        [i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh                   (B, 4H)
+        c_new = sigma(f) * c + sigma(i) * tanh(g),   h_new = sigma(o) * tanh(c_new)
+
+    ``weight_ih`` W_ih (4H, I), ``weight_hh`` W_hh (4H, H), ``bias_ih`` b_ih, ``bias_hh`` b_hh
+    (4H,). One fused Function (``ops.rnn.LSTMCell``) with the hand-derived backward:
+    do = dh_new * tanh(c_new), dc_total = dc_new + dh_new * o * (1 - tanh^2(c_new)),
+    di = dc_total * g, df = dc_total * c, dg = dc_total * i, dc = dc_total * f, then through
+    the sigmoids/tanh and the two matmuls.
+    """
+
+    gates = 4
+
+    def forward(self, x, hx=None):
+        h, c = (None, None) if hx is None else hx
+        x, (h, c), batched = self._check(x, [("h", h), ("c", c)])
+        hc = _rnn.LSTMCell.apply(x, h, c, *self.weights())                  # (2, B, H)
+        h_new, c_new = hc[0], hc[1]                                         # (B, H) each
+        if not batched:
+            h_new, c_new = h_new.squeeze(0), c_new.squeeze(0)               # (H,)
+        return h_new, c_new
