@@ -203,3 +203,14 @@ def test_ascii_fast_split_equals_regex_split(pattern, text):
 def test_ascii_fast_split_on_shakespeare(pattern):
     tok = BPETokenizer(pattern)
     assert tok._split(SHAKESPEARE) == tok._split_regex.findall(SHAKESPEARE)
+
+
+@given(st.binary(max_size=60) | gpt2_like_text.map(str.encode))
+def test_long_chunk_merge_loop_equals_short_one(gpt2, piece):
+    # _bpe_long (heap, for chunks over 256 bytes) must choose exactly as _bpe_short does.
+    assert gpt2._bpe_long(piece) == gpt2._bpe_short(piece)
+
+
+def test_very_long_chunk_is_fast_and_exact(gpt2, r50k):
+    text = "x" + " " * 20_000 + "y" + "ab" * 10_000
+    assert gpt2.encode(text) == r50k.encode(text)

@@ -55,6 +55,7 @@ _DATA = Path(__file__).resolve().parent.parent / "datasets" / "gpt2"
 _SINGLE_BYTES = [bytes([b]) for b in range(256)]
 _NO_RANK = float("inf")  # the "rank" of a pair whose concatenation is not a token
 _CACHE_LIMIT = 500_000   # chunks remembered by encode_ordinary before the cache is emptied
+_LONG_CHUNK = 256        # chunks longer than this (bytes) use the O(n log n) merge loop
 
 
 def _fix_surrogates(text):
@@ -225,16 +226,22 @@ class BPETokenizer:
     # ------------------------------------------------------------------ encoding
 
     def _encode_chunk(self, piece):
-        r"""BPE on one chunk's bytes ``piece``; returns its ids.
+        r"""BPE on one chunk's bytes ``piece``; returns its ids."""
+        rank = self._ranks.get(piece)
+        if rank is not None:  # tiktoken's shortcut: a chunk that is a token is that token
+            return [rank]
+        if len(piece) > _LONG_CHUNK:
+            return self._bpe_long(piece)
+        return self._bpe_short(piece)
+
+    def _bpe_short(self, piece):
+        r"""The merge loop for ordinary chunks (a few bytes to a few hundred).
 
         ``pair_ranks[i]`` is the rank of ``parts[i] + parts[i+1]`` (inf if that is no token).
         Each step joins the leftmost lowest-ranked pair and recomputes only the two pair ranks
         next to the join. Steps <= len(piece), each O(len(piece)) in C (min, index, del).
         """
         ranks = self._ranks
-        rank = ranks.get(piece)
-        if rank is not None:  # tiktoken's shortcut: a chunk that is a token is that token
-            return [rank]
         get = ranks.get
         parts = list(map(_SINGLE_BYTES.__getitem__, piece))
         pair_ranks = [get(x + y, _NO_RANK) for x, y in zip(parts, parts[1:])]
@@ -250,6 +257,49 @@ class BPETokenizer:
             if i < len(pair_ranks):
                 pair_ranks[i] = get(parts[i] + parts[i + 1], _NO_RANK)
         return [ranks[p] for p in parts]
+
+    def _bpe_long(self, piece):
+        r"""The same merges in O(n log n) for long chunks (a run of 100,000 spaces is one chunk).
+
+        Parts are named by their start offset and chained by ``nxt`` / ``prv``. A heap holds
+        candidate joins ``(rank, start, mid, end)``: the part [start, mid) with the part
+        [mid, end). Popping the smallest gives the lowest rank, leftmost on a tie: the same choice
+        as ``_bpe_short``. Parts only grow, so an entry is still current exactly when ``start``
+        still begins a part that ends at ``mid`` and the next part still ends at ``end``.
+        """
+        import heapq
+        get = self._ranks.get
+        n = len(piece)
+        nxt = list(range(1, n + 1))   # nxt[i]: where the part starting at i ends
+        prv = list(range(-1, n - 1))  # prv[i]: where the part before it starts
+        alive = [True] * n
+        heap = []
+        for i in range(n - 1):
+            r = get(piece[i:i + 2])
+            if r is not None:
+                heap.append((r, i, i + 1, i + 2))
+        heapq.heapify(heap)
+        while heap:
+            _, start, mid, end = heapq.heappop(heap)
+            if not alive[start] or nxt[start] != mid or nxt[mid] != end:
+                continue  # stale: one side has grown since this entry was pushed
+            alive[mid] = False  # join [start, mid) and [mid, end)
+            nxt[start] = end
+            if end < n:
+                prv[end] = start
+                r = get(piece[start:nxt[end]])
+                if r is not None:
+                    heapq.heappush(heap, (r, start, end, nxt[end]))
+            before = prv[start]
+            if before >= 0:
+                r = get(piece[before:end])
+                if r is not None:
+                    heapq.heappush(heap, (r, before, start, end))
+        ids, i = [], 0
+        while i < n:
+            ids.append(self._ranks[piece[i:nxt[i]]])
+            i = nxt[i]
+        return ids
 
     def encode_ordinary(self, text):
         r"""Encode ``text`` with no special tokens: text spelling "<|endoftext|>" is plain text.
