@@ -58,3 +58,92 @@ __all__ += ["tiny_shakespeare", "get_batch"]
 
 
 # ---- sequence padding, Keras semantics (the RNN issue) -----------------------------------------
+def pad_sequences(seqs, maxlen=None, padding="pre", truncating="pre", value=0, dtype="int64"):
+    r"""Make sequences of different lengths into one (N, maxlen) array, as Keras's
+    ``pad_sequences`` does (its semantics, with int64 as the default dtype).
+
+    ``maxlen`` defaults to the longest sequence. A longer sequence is cut to its last ``maxlen``
+    items (``truncating='pre'``) or its first (``'post'``); a shorter one is filled with
+    ``value`` before (``padding='pre'``, the default: the last real item sits at the last step,
+    right where an RNN's final state is read) or after (``'post'``). An empty sequence becomes a
+    row of ``value``. Items may themselves be arrays of one common shape: the result is then
+    (N, maxlen, *item_shape).
+
+    Example::
+
+        pad_sequences([[1, 2, 3], [4, 5], [6]], maxlen=2)
+        # [[2, 3], [4, 5], [0, 6]]      pre-truncating keeps the end, pre-padding fills the front
+        pad_sequences([[1, 2, 3], [6]], maxlen=2, padding="post", truncating="post")
+        # [[1, 2], [6, 0]]
+    """
+    import numpy as np  # noqa: PLC0415 - keeps this module's import light
+
+    for name, arg in (("padding", padding), ("truncating", truncating)):
+        if arg not in ("pre", "post"):
+            raise ValueError(f"pad_sequences: {name} must be 'pre' or 'post', got {arg!r}")
+    if not hasattr(seqs, "__len__"):
+        raise TypeError(f"pad_sequences: seqs must be a list of sequences, got "
+                        f"{type(seqs).__name__}")
+    arrays = []
+    for i, s in enumerate(seqs):
+        if not hasattr(s, "__len__"):
+            raise TypeError(f"pad_sequences: seqs[{i}] must be a sequence (list or array), got "
+                            f"{type(s).__name__} {s!r}")
+        arrays.append(np.asarray(s))
+    if maxlen is None:
+        maxlen = max((len(a) for a in arrays), default=0)
+    if not isinstance(maxlen, (int, np.integer)) or maxlen < 0:
+        raise ValueError(f"pad_sequences: maxlen must be None or an int >= 0, got {maxlen!r}")
+    item_shape = next((a.shape[1:] for a in arrays if len(a)), ())
+    out = np.full((len(arrays), maxlen, *item_shape), value, dtype=dtype)  # (N, maxlen, ...)
+    for i, a in enumerate(arrays):
+        if not len(a) or not maxlen:
+            continue
+        if a.shape[1:] != item_shape:
+            raise ValueError(f"pad_sequences: seqs[{i}] has items of shape {a.shape[1:]}, "
+                             f"but earlier sequences have {item_shape}")
+        kept = a[-maxlen:] if truncating == "pre" else a[:maxlen]
+        if padding == "pre":
+            out[i, maxlen - len(kept):] = kept
+        else:
+            out[i, :len(kept)] = kept
+    return out
+
+
+def load_movie_reviews(path=None):
+    r"""The movie-review sentences (Hutto & Gilbert 2014; provenance in
+    tinygrad_llm/datasets/README.md) as a list of (id, sentiment, text), sentiment a float in
+    [-4, 4].
+
+    The file is tab-separated with the header ``id, sentiment, text``. A missing file raises
+    FileNotFoundError; a malformed line raises ValueError naming the file and the line number.
+    """
+    path = Path(path) if path is not None else dataset_path("movie_review_snippets.tsv")
+    if not path.exists():
+        raise FileNotFoundError(f"load_movie_reviews: no data file at {path} (the package "
+                                f"ships it as tinygrad_llm/datasets/movie_review_snippets.tsv)")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["id", "sentiment", "text"]:
+            raise ValueError(f"load_movie_reviews: {path}, line 1: expected the header "
+                             f"'id<TAB>sentiment<TAB>text', got {header!r}")
+        for lineno, line in enumerate(f, start=2):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            try:
+                if len(fields) != 3:
+                    raise ValueError(f"expected 3 tab-separated fields, got {len(fields)}")
+                sentiment = float(fields[1])
+                if not -4 <= sentiment <= 4:
+                    raise ValueError(f"sentiment {sentiment} is outside [-4, 4]")
+                rows.append((int(fields[0]), sentiment, fields[2]))
+            except ValueError as e:
+                raise ValueError(f"load_movie_reviews: {path}, line {lineno}: {e}: "
+                                 f"{line[:80]!r}") from None
+    return rows
+
+
+__all__ += ["pad_sequences", "load_movie_reviews"]

@@ -1,0 +1,84 @@
+"""tinygrad_llm/data.py: pad_sequences (Keras's semantics, on the examples of Keras's own
+documentation and on the corner cases of its implementation) and load_movie_reviews (the shipped
+file, and the errors that name the bad line)."""
+
+import numpy as np
+import pytest
+
+from tinygrad_llm.data import load_movie_reviews, pad_sequences
+
+SEQUENCE = [[1], [2, 3], [4, 5, 6]]
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    # the four examples in keras.utils.pad_sequences's docstring
+    ({}, [[0, 0, 1], [0, 2, 3], [4, 5, 6]]),
+    ({"value": -1}, [[-1, -1, 1], [-1, 2, 3], [4, 5, 6]]),
+    ({"padding": "post"}, [[1, 0, 0], [2, 3, 0], [4, 5, 6]]),
+    ({"maxlen": 2}, [[0, 1], [2, 3], [5, 6]]),
+    # truncating and padding each way
+    ({"maxlen": 2, "truncating": "post"}, [[0, 1], [2, 3], [4, 5]]),
+    ({"maxlen": 2, "padding": "post", "truncating": "post"}, [[1, 0], [2, 3], [4, 5]]),
+    ({"maxlen": 4}, [[0, 0, 0, 1], [0, 0, 2, 3], [0, 4, 5, 6]]),
+    ({"maxlen": 4, "padding": "post"}, [[1, 0, 0, 0], [2, 3, 0, 0], [4, 5, 6, 0]]),
+    ({"maxlen": 0}, [[], [], []]),
+])
+def test_keras_examples(kwargs, expected):
+    out = pad_sequences(SEQUENCE, **kwargs)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, np.array(expected, dtype=np.int64).reshape(3, -1))
+
+
+def test_empty_sequences_dtype_and_items():
+    np.testing.assert_array_equal(pad_sequences([[], [7]]), [[0], [7]])
+    assert pad_sequences([]).shape == (0, 0)
+    assert pad_sequences([[1, 2]], dtype="float32").dtype == np.float32
+    vectors = [np.ones((2, 3)), np.ones((1, 3))]
+    out = pad_sequences(vectors, dtype="float64")
+    assert out.shape == (2, 2, 3) and not out[1, 0].any() and out[1, 1].all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="padding must be 'pre' or 'post', got 'middle'"):
+        pad_sequences(SEQUENCE, padding="middle")
+    with pytest.raises(ValueError, match="truncating"):
+        pad_sequences(SEQUENCE, truncating="both")
+    with pytest.raises(ValueError, match="maxlen"):
+        pad_sequences(SEQUENCE, maxlen=-1)
+    with pytest.raises(TypeError, match=r"seqs\[1\] must be a sequence"):
+        pad_sequences([[1], 5])
+    with pytest.raises(ValueError, match=r"seqs\[1\] has items of shape \(2,\)"):
+        pad_sequences([np.ones((1, 3)), np.ones((2, 2))])
+
+
+def test_movie_reviews_shipped_file():
+    rows = load_movie_reviews()
+    assert len(rows) == 10605
+    assert sum(1 for _, s, _ in rows if s == 0) == 37
+    assert all(-4 <= s <= 4 for _, s, _ in rows)
+    assert rows[0][0] == 1 and rows[0][2].startswith("The Rock is destined")
+
+
+def test_movie_reviews_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no data file at"):
+        load_movie_reviews(tmp_path / "nope.tsv")
+
+
+@pytest.mark.parametrize("bad_line,reason", [
+    ("3\tnot-a-number\tA sentence.", "could not convert"),
+    ("3\t1.5", "expected 3 tab-separated fields, got 2"),
+    ("3\t9.0\tToo positive.", r"sentiment 9.0 is outside \[-4, 4\]"),
+])
+def test_movie_reviews_malformed_line_is_named(tmp_path, bad_line, reason):
+    path = tmp_path / "reviews.tsv"
+    path.write_text(f"id\tsentiment\ttext\n1\t2.0\tGood.\n2\t-1.0\tBad.\n{bad_line}\n",
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"line 4: {reason}"):
+        load_movie_reviews(path)
+
+
+def test_movie_reviews_bad_header(tmp_path):
+    path = tmp_path / "reviews.tsv"
+    path.write_text("sentiment\ttext\n2.0\tGood.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1: expected the header"):
+        load_movie_reviews(path)
