@@ -1,0 +1,206 @@
+"""The fused attention Functions (tinygrad_llm/ops/attention.py) and CausalSelfAttention:
+finite-difference gradchecks with random upstream gradients, agreement with the composition of
+primitives they replace, causality, dropout, and parity with torch."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinygrad_llm
+from tinygrad_llm import Tensor
+from tinygrad_llm.nn import CausalSelfAttention
+from tinygrad_llm.nn import functional as F
+from tinygrad_llm.ops.attention import causal_mask, qkv_attention, scaled_dot_product_attention
+from tinygrad_llm.testing import gradcheck
+
+
+def _t(rng, shape, dtype="float64", requires_grad=True):
+    return Tensor(rng.standard_normal(shape), requires_grad=requires_grad, dtype=dtype)
+
+
+def _reference(q, k, v, causal=True, scale=None):
+    """softmax(q k^T scale + mask) v from primitives: what the fused Function replaces."""
+    hs, tq, tk = q.shape[-1], q.shape[-2], k.shape[-2]
+    scale = 1 / math.sqrt(hs) if scale is None else scale
+    att = (q @ k.swapaxes(-1, -2)) * scale                                  # (..., Tq, Tk)
+    if causal:
+        att = att + Tensor(causal_mask(tk, att.dtype, np)[tk - tq:])
+    return F.softmax(att, axis=-1) @ v                                      # (..., Tq, hs)
+
+
+@given(b=st.integers(1, 2), nh=st.integers(1, 3), t=st.integers(1, 6), hs=st.integers(1, 4),
+       causal=st.booleans())
+def test_attention_gradcheck(b, nh, t, hs, causal):
+    rng = np.random.default_rng(b * 100 + nh * 10 + t + hs)
+    q, k, v = (_t(rng, (b, nh, t, hs)) for _ in range(3))
+    gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, causal=causal), [q, k, v],
+              seed=0)
+
+
+def test_attention_gradcheck_fewer_queries_than_keys():
+    rng = np.random.default_rng(1)
+    q, k, v = _t(rng, (2, 2, 3)), _t(rng, (2, 5, 3)), _t(rng, (2, 5, 4))
+    gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, scale=0.7), [q, k, v],
+              seed=1)
+
+
+@given(b=st.integers(1, 2), nh=st.integers(1, 3), t=st.integers(1, 5), hs=st.integers(1, 3))
+def test_qkv_attention_gradcheck(b, nh, t, hs):
+    rng = np.random.default_rng(b * 100 + nh * 10 + t + hs)
+    qkv = _t(rng, (b, t, 3 * nh * hs))
+    gradcheck(lambda x: qkv_attention(x, nh), [qkv], seed=2)
+
+
+def test_gradcheck_with_dropout():
+    """Dropout redraws its mask on every call, so reseed inside fn: the mask is then fixed."""
+    rng = np.random.default_rng(3)
+    qkv = _t(rng, (2, 4, 12))
+
+    def fn(x):
+        tinygrad_llm.manual_seed(7)
+        return qkv_attention(x, 2, dropout_p=0.3)
+
+    gradcheck(fn, [qkv], seed=3)
+    q, k, v = (_t(rng, (1, 2, 4, 3)) for _ in range(3))
+
+    def fn2(q, k, v):
+        tinygrad_llm.manual_seed(8)
+        return scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+
+    gradcheck(fn2, [q, k, v], seed=4)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_fused_matches_primitives(causal):
+    rng = np.random.default_rng(4)
+    ins = [_t(rng, (2, 3, 7, 5), dtype="float32") for _ in range(3)]
+    ref = [Tensor(x.numpy().copy(), requires_grad=True) for x in ins]
+    y = scaled_dot_product_attention(*ins, causal=causal)
+    y_ref = _reference(*ref, causal=causal)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(Tensor(g))
+    y_ref.backward(Tensor(g))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=1e-5, atol=1e-6)
+    for a, r in zip(ins, ref):
+        assert a.grad.dtype == np.float32
+        np.testing.assert_allclose(a.grad.numpy(), r.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_qkv_attention_matches_split_heads():
+    rng = np.random.default_rng(5)
+    b, t, nh, hs = 2, 6, 3, 4
+    c = nh * hs
+    qkv = _t(rng, (b, t, 3 * c))
+    y = qkv_attention(qkv, nh)
+    heads = qkv.numpy().reshape(b, t, 3, nh, hs).transpose(2, 0, 3, 1, 4)   # (3, B, nh, T, hs)
+    ref = _reference(*(Tensor(h) for h in heads))                           # (B, nh, T, hs)
+    np.testing.assert_allclose(y.numpy(), ref.numpy().transpose(0, 2, 1, 3).reshape(b, t, c),
+                               rtol=1e-12)
+
+
+def test_causal_future_does_not_leak():
+    rng = np.random.default_rng(6)
+    qkv = rng.standard_normal((1, 6, 24))
+    y1 = qkv_attention(Tensor(qkv), 2).numpy()
+    qkv[:, 4:] += rng.standard_normal((1, 2, 24))                          # change the future
+    y2 = qkv_attention(Tensor(qkv), 2).numpy()
+    np.testing.assert_array_equal(y1[:, :4], y2[:, :4])
+    assert not np.allclose(y1[:, 4:], y2[:, 4:])
+
+
+def test_attention_saves_only_what_backward_needs():
+    rng = np.random.default_rng(7)
+    qkv = _t(rng, (1, 4, 12), dtype="float32")
+    y = qkv_attention(qkv, 2)
+    saved = {k for k, v in vars(y._ctx).items() if hasattr(v, "shape")}
+    assert saved <= {"q", "k", "v", "p", "y"}          # no (T, T) scores or dP kept
+
+
+def test_attention_errors():
+    rng = np.random.default_rng(8)
+    with pytest.raises(ValueError, match="head size"):
+        scaled_dot_product_attention(_t(rng, (2, 3)), _t(rng, (2, 4)), _t(rng, (2, 3)))
+    with pytest.raises(ValueError, match="more queries"):
+        scaled_dot_product_attention(_t(rng, (5, 3)), _t(rng, (2, 3)), _t(rng, (2, 3)))
+    with pytest.raises(ValueError, match="divisible"):
+        qkv_attention(_t(rng, (1, 2, 10)), 3)
+    with pytest.raises(ValueError, match="dropout_p"):
+        qkv_attention(_t(rng, (1, 2, 6)), 1, dropout_p=1.0)
+    with pytest.raises(ValueError, match="not divisible"):
+        CausalSelfAttention(10, 3)
+
+
+def module_gradcheck(module, call, inputs, seed=0):
+    """gradcheck ``call(*inputs)`` over the inputs *and* every parameter of ``module``.
+
+    gradcheck differentiates with respect to float64 copies of its inputs, so fn puts the
+    copies of the parameters into the module (every name of a tied parameter gets the same
+    copy) for the duration of each call.
+    """
+    module.to(dtype="float64")
+    owners = dict(module.named_modules())
+    slots, index = [], {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        prefix, _, attr = name.rpartition(".")
+        index.setdefault(id(p), len(index))
+        slots.append((owners[prefix], attr, index[id(p)]))
+    params = {index[id(p)]: p for p in module.parameters()}
+    n = len(inputs)
+
+    def fn(*args):
+        copies = args[n:]
+        for owner, attr, i in slots:
+            object.__setattr__(owner, attr, copies[i])
+        try:
+            return call(*args[:n])
+        finally:
+            for owner, attr, i in slots:
+                object.__setattr__(owner, attr, params[i])
+
+    return gradcheck(fn, [*inputs, *(params[i] for i in range(len(params)))], seed=seed)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_causal_self_attention_gradcheck(fused):
+    att = CausalSelfAttention(6, 2, fused=fused)
+    x = _t(np.random.default_rng(9), (2, 3, 6))
+    module_gradcheck(att, att, [x], seed=5)
+
+
+def test_fused_and_unfused_modules_agree_with_dropout():
+    rng = np.random.default_rng(10)
+    att = CausalSelfAttention(8, 2, dropout=0.25)
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    g = rng.standard_normal((2, 5, 8)).astype(np.float32)                   # upstream dL/dy
+    results = []
+    for fused in (True, False):
+        att.fused = fused
+        att.zero_grad()
+        tinygrad_llm.manual_seed(3)
+        xt = Tensor(x, requires_grad=True)
+        y = att(xt)
+        y.backward(Tensor(g))
+        results.append((y.numpy(), xt.grad.numpy(), att.c_attn.weight.grad.numpy()))
+    # Both draw the same masks from the same seed in the same order, so they agree.
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_matches_torch_scaled_dot_product_attention():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    arrays = [rng.standard_normal((2, 3, 8, 4)).astype(np.float32) for _ in range(3)]
+    ours = [Tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y = scaled_dot_product_attention(*ours)
+    ty = torch.nn.functional.scaled_dot_product_attention(*theirs, is_causal=True)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(Tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-4, atol=1e-5)
