@@ -162,8 +162,13 @@ def scatter_add(a, indices, values):
     """
     xp = get_xp(a)
     if xp is np:
-        idx = np.asarray(indices)
-        if a.ndim >= 1 and idx.ndim == 1 and values.ndim == a.ndim and idx.size > 64:
+        # A tuple indexes several axes and stays a tuple (np.asarray would stack it into one
+        # 2-D index of the first axis); a list is one index array.
+        idx = np.asarray(indices) if isinstance(indices, list) else indices
+        if (isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" and idx.ndim == 1
+                and a.ndim >= 1 and values.ndim == a.ndim and idx.size > 64):
+            if idx.dtype.kind == "i" and idx.min() < 0:     # -1 and n-1 are the same row
+                idx = np.where(idx < 0, idx + a.shape[0], idx)
             order = np.argsort(idx, kind="stable")           # group equal ids together
             sorted_idx = idx[order]
             starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])

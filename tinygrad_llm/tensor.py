@@ -74,8 +74,8 @@ def detect_anomaly():
 
 
 def _check_finite(arrays, where):
-    for a in arrays:
-        if a is not None and backend.is_array(a) and a.dtype.kind == "f":
+    for a in arrays:  # NumPy reductions give NumPy scalars, so test for a dtype, not an array
+        if a is not None and getattr(a, "dtype", None) is not None and a.dtype.kind == "f":
             if not bool(backend.get_xp(a).isfinite(a).all()):
                 raise FloatingPointError(f"detect_anomaly: {where} produced NaN or Inf")
 
@@ -150,8 +150,9 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         if not backend.is_array(data):
+            from_python = not isinstance(data, np.generic)  # a NumPy scalar keeps its dtype
             data = np.asarray(data)
-            if dtype is None and data.dtype == np.float64:
+            if from_python and dtype is None and data.dtype == np.float64:
                 data = data.astype(np.float32)  # Python floats become float32
         if dtype is not None:
             data = data.astype(dtype, copy=False)
@@ -182,6 +183,16 @@ class Tensor:
 
     def __len__(self):
         return len(self.data)
+
+    def __bool__(self):
+        # Without this, bool() would fall back to len(): `if x > 0:` on a vector would be True.
+        if self.size != 1:
+            raise ValueError(f"bool: the truth value of a tensor with {self.size} elements is "
+                             f"ambiguous (shape {self.shape}); use .any() or .all() on .numpy()")
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", prefix="Tensor(", threshold=20)
@@ -239,6 +250,10 @@ class Tensor:
             grad = backend.get_xp(self.data).ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
+            if not backend.is_array(grad) or backend.device_of(grad) != self.device:
+                grad = backend.to_device(grad, self.device)  # a list, or an array elsewhere
+            if grad.dtype != self.dtype:
+                grad = grad.astype(self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {grad.shape}, but the tensor has "
                                  f"shape {self.shape}")

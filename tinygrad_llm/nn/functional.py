@@ -14,11 +14,12 @@ __all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy",
            "embedding", "dropout", "relu", "tanh", "sigmoid"]
 
 
-def _tensor(x, name, op):
+def _tensor(x, name, op, like):
+    """``x`` as a Tensor; a list or an array is put on the device of the tensor ``like``."""
     if isinstance(x, Tensor):
         return x
     try:
-        return Tensor(x)
+        return Tensor(x, device=like.device)
     except Exception:
         raise TypeError(f"{op}: {name} must be a Tensor or an array, got {type(x).__name__}") \
             from None
@@ -46,14 +47,14 @@ def log_softmax(x, axis=-1):
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
     """Softmax cross-entropy of logits (N, C) against integer class targets (N,)."""
-    targets = _tensor(targets, "targets", "cross_entropy")
+    targets = _tensor(targets, "targets", "cross_entropy", logits)
     return _nn.CrossEntropy.apply(logits, targets, ignore_index=ignore_index,
                                   reduction=reduction)
 
 
 def binary_cross_entropy(p, target, reduction="mean"):
     r"""-(t log p + (1 - t) log(1 - p)) for probabilities p; logs clamped at -100, as in torch."""
-    target = _tensor(target, "target", "binary_cross_entropy")
+    target = _tensor(target, "target", "binary_cross_entropy", p)
     if p.shape != target.shape:
         raise ValueError(f"binary_cross_entropy: input {p.shape} and target {target.shape} "
                          "must have the same shape")
@@ -65,14 +66,14 @@ def binary_cross_entropy(p, target, reduction="mean"):
 
 def binary_cross_entropy_with_logits(x, target, reduction="mean"):
     """Binary cross-entropy on logits: the stable fusion of sigmoid and binary_cross_entropy."""
-    target = _tensor(target, "target", "binary_cross_entropy_with_logits")
+    target = _tensor(target, "target", "binary_cross_entropy_with_logits", x)
     return _reduce(_nn.BCEWithLogits.apply(x, target.astype(x.dtype)), reduction,
                    "binary_cross_entropy_with_logits")
 
 
 def mse_loss(x, target, reduction="mean"):
     """Mean squared error: mean((x - target)^2)."""
-    target = _tensor(target, "target", "mse_loss")
+    target = _tensor(target, "target", "mse_loss", x)
     if x.shape != target.shape:
         raise ValueError(f"mse_loss: input {x.shape} and target {target.shape} must have the "
                          "same shape")
@@ -97,7 +98,7 @@ def linear(x, weight, bias=None):
 
 def embedding(ids, weight):
     """Rows of ``weight`` (V, D) picked by integer ``ids``: shape ids.shape + (D,)."""
-    ids = _tensor(ids, "ids", "embedding")
+    ids = _tensor(ids, "ids", "embedding", weight)
     return _nn.Embedding.apply(ids, weight)
 
 

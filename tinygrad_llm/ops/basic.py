@@ -8,6 +8,8 @@ Either operand may be a Python scalar; it then stays a scalar (so float32 tensor
 and gets no gradient.
 """
 
+import math
+
 from tinygrad_llm import backend
 from tinygrad_llm.tensor import Function
 
@@ -110,10 +112,15 @@ class Pow(Function):
         x, z = self.x, self.z
         dx = unbroadcast(dy * z * x ** (z - 1), _shape(x)) if need_x else None
         dz = None
-        if need_z:
-            xp = backend.get_xp(self.y)
-            dz = unbroadcast(dy * self.y * xp.log(x), _shape(z))
+        if need_z:  # a Python-scalar base takes math.log: a NumPy scalar would be float64
+            log_x = backend.get_xp(self.y).log(x) if hasattr(x, "dtype") else _log(x)
+            dz = unbroadcast(dy * self.y * log_x, _shape(z))
         return dx, dz
+
+
+def _log(x):
+    """log of a Python number, with NumPy's answers where math.log would raise."""
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
 
 
 class Neg(Function):

@@ -23,7 +23,8 @@ class GradcheckError(AssertionError):
 
 
 def _as_float64(t):
-    return Tensor(t.data.astype("float64"), requires_grad=t.requires_grad)
+    """A float64 copy, C-contiguous so that numerical_grad's flat view writes into it."""
+    return Tensor(t.data.astype("float64", order="C"), requires_grad=t.requires_grad)
 
 
 def numerical_grad(fn, inputs, i, upstream, eps):
@@ -63,13 +64,14 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, seed=None):
     if y.dtype != np.float64:
         raise GradcheckError(f"gradcheck: fn returned {y.dtype} for float64 inputs; an op "
                              "downcasts, so finite differences would be meaningless")
-    upstream = rng.standard_normal(y.shape)  # random projection: see docs/gradcheck.md
+    # A random projection (docs/gradcheck.md), drawn on the host and moved to y's device.
+    upstream = backend.to_device(rng.standard_normal(y.shape), y.device)
     if not y.requires_grad:
         raise GradcheckError("gradcheck: the output does not require grad: no graph was "
                              "recorded (is fn running under no_grad, or detaching?)")
     for i in checked:
         inputs[i].grad = None
-    y.backward(Tensor(upstream))
+    y.backward(Tensor._wrap(upstream))
     failures = []
     for i in checked:
         analytic = inputs[i].grad.numpy() if inputs[i].grad is not None else np.zeros(
