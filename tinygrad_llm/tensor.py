@@ -154,6 +154,9 @@ class Tensor:
             data = np.asarray(data)
             if from_python and dtype is None and data.dtype == np.float64:
                 data = data.astype(np.float32)  # Python floats become float32
+            if data.dtype == object:
+                raise TypeError(f"Tensor: cannot hold {type(data.flat[0]).__name__} objects; "
+                                "give numbers, a list of numbers or an array")
         if dtype is not None:
             data = data.astype(dtype, copy=False)
         if device is not None:
@@ -305,6 +308,9 @@ class Tensor:
 
     def _accumulate(self, dx):
         """``self.grad += dx`` for a leaf. The first gradient is copied: ``dx`` may be shared."""
+        if type(dx) is _RowSparseGrad or type(self.grad) is _RowSparseGrad:
+            self.grad = _sparse.accumulate(self.grad, dx, self)  # Embedding(sparse=True)
+            return
         if dx.shape != self.shape:
             raise RuntimeError(f"backward: gradient of shape {dx.shape} for a tensor of shape "
                                f"{self.shape} (a Function's backward returned a wrong shape)")
@@ -479,6 +485,9 @@ def _index_data(index):
     return index
 
 
-# The ops modules import Function and Tensor from this module, so they are imported last, once
-# both classes exist. The operators above reach them through this name at call time.
+# The ops modules (and sparse, for row-sparse gradients) import Function and Tensor from this
+# module, so they are imported last, once both classes exist. The operators above reach them
+# through these names at call time.
 from tinygrad_llm import ops as _ops  # noqa: E402
+from tinygrad_llm import sparse as _sparse  # noqa: E402
+from tinygrad_llm.sparse import RowSparseGrad as _RowSparseGrad  # noqa: E402

@@ -112,8 +112,9 @@ class CrossEntropy(Function):
             return loss
         if reduction == "sum":
             return loss.sum()
-        self.count = valid.sum()
-        return xp.asarray(loss.sum() / self.count, dtype=logits.dtype)  # not int-promoted
+        # the count in the logits' dtype: an int64 count would promote float32 to float64
+        self.count = valid.sum().astype(logits.dtype)
+        return loss.sum() / self.count
 
     def backward(self, dy):
         xp = backend.get_xp(dy)

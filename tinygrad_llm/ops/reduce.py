@@ -79,7 +79,8 @@ class Max(Function):
                                                   if i not in self.axes))
 
     def backward(self, dy):
-        count = self.hit.sum(axis=self.axes, keepdims=True)
+        # the count in dy's dtype: an int64 count would promote float32 gradients to float64
+        count = self.hit.sum(axis=self.axes, keepdims=True).astype(dy.dtype)
         dy = dy.reshape(count.shape)
         return (self.hit * (dy / count),)
 

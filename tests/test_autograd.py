@@ -1,0 +1,215 @@
+"""tinygrad_llm/tensor.py's graph machinery: Function.apply, backward, no_grad, detect_anomaly.
+
+Accumulation, diamonds, no_grad (context and decorator), a 10,000-op chain, the graph freed after
+backward (weakref), retain_graph, detach, backward misuse, anomaly detection and mixed devices.
+On "cpu" and the CuPy stand-in "cuda".
+"""
+
+import gc
+import math
+import weakref
+
+import numpy as np
+import pytest
+
+import tinygrad_llm as tg
+from tinygrad_llm import Function, Tensor
+from tinygrad_llm.testing import gradcheck
+
+
+def test_a_tensor_used_twice_accumulates(device):
+    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True, device=device)
+    (x * x + x).sum().backward()               # d/dx (x^2 + x) = 2x + 1
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, -3.0, 7.0])
+    x.zero_grad()
+    (x + x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
+
+
+def test_gradients_accumulate_across_backward_calls_until_zeroed(device):
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True, device=device)
+    for _ in range(3):
+        (x * 3).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [9.0, 9.0])
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_diamond_graph(device):
+    # a = 2x;  y = exp(a) * tanh(a)  =>  dy/dx = 2 (exp(a) tanh(a) + exp(a) (1 - tanh(a)^2))
+    v = np.array([0.3, -0.7])
+    x = Tensor(v, requires_grad=True, device=device)
+    a = x * 2
+    (a.exp() * a.tanh()).sum().backward()
+    ea, ta = np.exp(2 * v), np.tanh(2 * v)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (ea * ta + ea * (1 - ta ** 2)), rtol=1e-12)
+    assert gradcheck(lambda x: (x * 2).exp() * (x * 2).tanh() + (x * 2), [x])
+
+
+def test_only_leaves_keep_grad_and_constants_get_none(device):
+    x = Tensor(np.ones(2), requires_grad=True, device=device)
+    c = Tensor(np.ones(2), device=device)
+    h = x * c
+    (h * 2).sum().backward()
+    assert h.grad is None and c.grad is None and x.grad is not None
+    assert not c.requires_grad and h.requires_grad and not h.is_leaf and x.is_leaf
+
+
+def test_no_grad_records_nothing_as_context_and_decorator(device):
+    x = Tensor(np.ones(3), requires_grad=True, device=device)
+    with tg.no_grad():
+        assert not tg.is_grad_enabled()
+        y = (x * 2).exp()
+        with tg.enable_grad():
+            z = x * 2
+    assert tg.is_grad_enabled()
+    assert not y.requires_grad and y._ctx is None
+    assert z.requires_grad and z._ctx is not None
+
+    @tg.no_grad()
+    def evaluate(x):
+        return (x * x).sum()
+    out = evaluate(x)
+    assert not out.requires_grad and out._ctx is None
+    assert tg.is_grad_enabled()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        out.backward()
+
+
+def test_a_10000_op_chain_needs_no_recursion(device):
+    x = Tensor(np.array([1.0]), requires_grad=True, device=device)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001 ** 10_000], rtol=1e-9)
+
+
+def test_the_graph_is_freed_after_backward(device):
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True, device=device)
+    h = x.exp()                       # an intermediate tensor and its Function
+    h_ref, fn_ref = weakref.ref(h), weakref.ref(h._ctx)
+    y = (h * h).sum()
+    del h
+    assert h_ref() is not None        # the graph holds it until backward
+    y.backward()
+    gc.collect()
+    assert h_ref() is None and fn_ref() is None
+    assert y._ctx.inputs is None
+    with pytest.raises(RuntimeError, match="second time, but it was freed.*retain_graph=True"):
+        y.backward()
+
+
+def test_functions_hold_their_output_weakly(device):
+    x = Tensor(np.ones(2), requires_grad=True, device=device)
+    y = x * 2
+    fn = y._ctx
+    assert fn.output() is y
+    del y
+    gc.collect()
+    assert fn.output() is None        # no Tensor <-> Function reference cycle
+
+
+def test_retain_graph_allows_a_second_backward(device):
+    x = Tensor(np.array([2.0]), requires_grad=True, device=device)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0])
+
+
+def test_detach_cuts_the_graph_and_shares_data(device):
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True, device=device)
+    h = x * 3
+    d = h.detach()
+    assert not d.requires_grad and d._ctx is None and d.data is h.data
+    (h * d).sum().backward()          # d is a constant: dx = 3 * d
+    np.testing.assert_array_equal(x.grad.numpy(), [9.0, 18.0])
+
+
+def test_backward_misuse_raises_clear_errors(device):
+    x = Tensor(np.ones((2, 2)), requires_grad=True, device=device)
+    with pytest.raises(RuntimeError, match=r"implicitly created only for scalar outputs.*"
+                                           r"shape \(2, 2\)"):
+        (x * 2).backward()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        Tensor(np.ones(2), device=device).sum().backward()
+    with pytest.raises(ValueError, match=r"backward: grad has shape \(3,\), but the tensor has "
+                                         r"shape \(2, 2\)"):
+        (x * 2).backward(np.ones(3))
+
+
+def test_backward_with_an_explicit_gradient(device):
+    x = Tensor(np.ones((2, 2), dtype=np.float32), requires_grad=True, device=device)
+    (x * 2).backward([[1.0, 2.0], [3.0, 4.0]])     # a list, moved to x's device and dtype
+    np.testing.assert_array_equal(x.grad.numpy(), [[2, 4], [6, 8]])
+    assert x.grad.dtype == np.float32 and x.grad.device == device
+    x.zero_grad()
+    x.backward(Tensor(np.ones((2, 2)), device=device))  # a leaf takes the gradient as it is
+    np.testing.assert_array_equal(x.grad.numpy(), 1)
+
+
+def test_a_backward_of_the_wrong_shape_is_caught(device):
+    class Bad(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, dy):
+            return (dy.sum(),)
+
+    x = Tensor(np.ones(3), requires_grad=True, device=device)
+    with pytest.raises(RuntimeError, match=r"gradient of shape \(\) for a tensor of shape \(3,\)"):
+        Bad.apply(x).sum().backward()
+
+
+def test_custom_function_gets_raw_arrays_kwargs_and_needs_input_grad(device):
+    seen = {}
+
+    class ScaledMul(Function):
+        r"""y = x * z * scale  =>  dx = dy * z * scale,  dz = dy * x * scale"""
+
+        def forward(self, x, z, scale, *, offset=0.0):
+            seen["types"] = (type(x), type(z), scale, offset)
+            self.x, self.z, self.scale = x, z, scale
+            return x * z * scale + offset
+
+        def backward(self, dy):
+            seen["needs"] = self.needs_input_grad
+            need_x, need_z, _ = self.needs_input_grad
+            return (dy * self.z * self.scale if need_x else None,
+                    dy * self.x * self.scale if need_z else None, None)
+
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True, device=device)
+    z = Tensor(np.array([3.0, 4.0]), device=device)
+    y = ScaledMul.apply(x, z, 2.0, offset=1.0)
+    assert seen["types"] == (type(x.data), type(z.data), 2.0, 1.0)
+    np.testing.assert_array_equal(y.numpy(), [7.0, 17.0])
+    y.sum().backward()
+    assert seen["needs"] == (True, False, False)
+    np.testing.assert_array_equal(x.grad.numpy(), [6.0, 8.0])
+    assert gradcheck(lambda x: ScaledMul.apply(x, z, 2.0), [x])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_detect_anomaly_names_the_op(device):
+    x = Tensor(np.array([-1.0, 1.0]), requires_grad=True, device=device)
+    with tg.detect_anomaly():
+        with pytest.raises(FloatingPointError, match="the forward of Log produced NaN or Inf"):
+            x.log()
+        z = Tensor(np.array([0.0, 1.0]), requires_grad=True, device=device)
+        y = z.sqrt().sum()            # finite forward, infinite backward at 0
+        with pytest.raises(FloatingPointError, match="the backward of Sqrt produced NaN or Inf"):
+            y.backward()
+        with pytest.raises(FloatingPointError, match="the forward of Sum"):
+            Tensor(np.array([1e308, 1e308]), device=device).sum()  # overflow in a reduction
+    assert math.isnan(x.log().numpy()[0])  # off again outside the context
+
+
+def test_mixed_devices_error_names_op_and_both_devices(fake_cuda):
+    a = Tensor(np.ones(2), requires_grad=True)
+    b = Tensor(np.ones(2), device="cuda")
+    for f, name in ((lambda: a + b, "Add"), (lambda: b * a, "Mul"), (lambda: a @ b, "MatMul"),
+                    (lambda: tg.concatenate([a, b]), "Concatenate")):
+        with pytest.raises(ValueError, match=rf"{name}: inputs are on different devices "
+                                             r"\((cpu and cuda|cuda and cpu)\)"):
+            f()
