@@ -9,6 +9,7 @@ import math
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn import init
 from tinygrad_llm.nn.module import Module, Parameter
+from tinygrad_llm.sparse import sparse_embedding
 
 __all__ = ["Linear", "Embedding", "LayerNorm", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid"]
 
@@ -39,18 +40,29 @@ class Embedding(Module):
     r"""y = W[ids]: ids (...) of integers in [0, num_embeddings) -> y (..., embedding_dim).
 
     Parameter ``weight`` W (num_embeddings, embedding_dim), initialised N(0, 1) as in torch.
+
+    ``sparse=True`` gives W a row-sparse gradient: instead of the dense (V, D) array
+    dW[v] = sum of dy over the positions whose id is v, backward returns the rows
+    ``RowSparseGrad(indices=ids, values=dy)``, and ``SGD`` (plain: no momentum, no weight decay)
+    scatter-adds ``-lr * values`` into the touched rows only. Same step, without touching the
+    other V - len(ids) rows: Word2Vec uses it. The GPT keeps dense gradients (the default).
+    See tinygrad_llm/sparse.py and docs/word2vec.md.
     """
 
-    def __init__(self, num_embeddings, embedding_dim, device=None):
+    def __init__(self, num_embeddings, embedding_dim, device=None, sparse=False):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.sparse = sparse
         self.weight = Parameter(init.normal((num_embeddings, embedding_dim)), device=device)
 
     def forward(self, ids):
+        if self.sparse:
+            return sparse_embedding(ids, self.weight)
         return F.embedding(ids, self.weight)
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        return f"{self.num_embeddings}, {self.embedding_dim}" + (", sparse=True" if self.sparse
+                                                                 else "")
 
 
 class LayerNorm(Module):

@@ -1,0 +1,134 @@
+"""The negative-sampling Functions (gradchecked in float64 against a random upstream gradient),
+their match with the composition of primitives, and row-sparse embedding gradients."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinygrad_llm import Tensor
+from tinygrad_llm.nn.layers import Embedding
+from tinygrad_llm.ops.word2vec import cbow_loss, log_sigmoid, sgns_loss
+from tinygrad_llm.optim import SGD, Adam
+from tinygrad_llm.sparse import RowSparseGrad, sparse_embedding
+from tinygrad_llm.testing import gradcheck
+
+
+def _t(rng, *shape, scale=1.0):
+    return Tensor(scale * rng.standard_normal(shape), requires_grad=True, dtype="float64")
+
+
+@given(B=st.integers(1, 4), K=st.integers(1, 4), D=st.integers(1, 5), seed=st.integers(0, 99))
+def test_sgns_gradcheck(B, K, D, seed):
+    rng = np.random.default_rng(seed)
+    v, u_pos, u_neg = _t(rng, B, D), _t(rng, B, D), _t(rng, B, K, D)
+    mask = (rng.random((B, K)) < 0.7).astype(np.float64)
+    gradcheck(lambda a, b, c: sgns_loss(a, b, c, mask), [v, u_pos, u_neg], seed=seed)
+    gradcheck(lambda a, b, c: sgns_loss(a, b, c), [v, u_pos, u_neg], seed=seed)
+
+
+@given(B=st.integers(1, 4), C=st.integers(1, 4), K=st.integers(1, 3), D=st.integers(1, 4),
+       seed=st.integers(0, 99))
+def test_cbow_gradcheck(B, C, K, D, seed):
+    rng = np.random.default_rng(seed)
+    v_ctx, u_pos, u_neg = _t(rng, B, C, D), _t(rng, B, D), _t(rng, B, K, D)
+    ctx_mask = (rng.random((B, C)) < 0.6).astype(np.float64)
+    ctx_mask[:, 0] = 1                                       # every row has a context word
+    neg_mask = (rng.random((B, K)) < 0.8).astype(np.float64)
+    gradcheck(lambda a, b, c: cbow_loss(a, b, c, ctx_mask, neg_mask), [v_ctx, u_pos, u_neg],
+              seed=seed)
+
+
+def test_sgns_matches_primitives():
+    rng = np.random.default_rng(0)
+    v, u_pos, u_neg = _t(rng, 3, 4, scale=3), _t(rng, 3, 4), _t(rng, 3, 2, 4)
+    fused = sgns_loss(v, u_pos, u_neg)
+    s_pos = (v * u_pos).sum(axis=-1)
+    s_neg = (u_neg * v.expand_dims(1)).sum(axis=-1)
+    composed = -s_pos.sigmoid().log() - (-s_neg).sigmoid().log().sum(axis=-1)
+    np.testing.assert_allclose(fused.numpy(), composed.numpy(), rtol=1e-12)
+    g = Tensor(rng.standard_normal(3))
+    fused.backward(g)
+    grads = [t.grad.numpy().copy() for t in (v, u_pos, u_neg)]
+    for t in (v, u_pos, u_neg):
+        t.grad = None
+    composed.backward(g)
+    for a, t in zip(grads, (v, u_pos, u_neg)):
+        np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_log_sigmoid_is_stable():
+    x = np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0])
+    expected = np.array([-1000.0, -30.0 - np.log1p(np.exp(-30.0)), -np.log(2.0),
+                         -np.log1p(np.exp(-30.0)), 0.0])
+    np.testing.assert_allclose(log_sigmoid(x), expected, rtol=1e-12, atol=1e-300)
+
+
+def test_cbow_rejects_empty_context():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="no context word"):
+        cbow_loss(_t(rng, 2, 3, 4), _t(rng, 2, 4), _t(rng, 2, 1, 4), np.array([[1.0, 0, 0],
+                                                                              [0, 0, 0]]))
+
+
+# ---- row-sparse embedding gradients ----------------------------------------------------------
+def _embedding_grads(sparse, ids_list, upstreams):
+    emb = Embedding(7, 3, sparse=sparse)
+    emb.weight.data = np.arange(21, dtype=np.float64).reshape(7, 3) / 10
+    for ids, g in zip(ids_list, upstreams):       # two uses of the table: grads accumulate
+        emb(Tensor(ids)).backward(Tensor(g))
+    return emb.weight.grad
+
+
+def test_sparse_gradient_equals_dense():
+    rng = np.random.default_rng(1)
+    ids_list = [np.array([[1, 3, 3], [6, 1, 0]]), np.array([3, 3, 5])]
+    ups = [rng.standard_normal((2, 3, 3)), rng.standard_normal((3, 3))]
+    sparse, dense = _embedding_grads(True, ids_list, ups), _embedding_grads(False, ids_list, ups)
+    assert isinstance(sparse, RowSparseGrad) and len(sparse.indices) == 9
+    np.testing.assert_allclose(sparse.to_dense(), dense.numpy(), rtol=1e-12)
+    c = sparse.coalesce()
+    assert list(c.indices) == [0, 1, 3, 5, 6]
+    np.testing.assert_allclose(c.to_dense(), dense.numpy(), rtol=1e-12)
+
+
+def test_sparse_embedding_gradcheck():
+    emb = Embedding(5, 2, sparse=True)
+    ids = Tensor(np.array([[0, 4, 4], [2, 0, 1]]))
+    gradcheck(lambda w: sparse_embedding(ids, w), [emb.weight], seed=0)
+
+
+def test_sparse_plus_dense_accumulates():
+    emb = Embedding(4, 2, sparse=True)
+    w = emb.weight
+    emb(Tensor(np.array([1, 1, 2]))).backward(Tensor(np.ones((3, 2), np.float32)))
+    (w * 2.0).sum().backward()                                  # a dense use of the same table
+    expected = np.full((4, 2), 2.0)
+    expected[1] += 2
+    expected[2] += 1
+    np.testing.assert_allclose(w.grad.numpy(), expected)
+
+
+def test_sgd_sparse_step_equals_dense_step():
+    ids = np.array([0, 2, 2, 5])
+    up = np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32)
+    weights = []
+    for sparse in (True, False):
+        emb = Embedding(6, 3, sparse=sparse)
+        emb.weight.data = np.ones((6, 3), np.float32)
+        opt = SGD(emb.parameters(), lr=0.1)
+        emb(Tensor(ids)).backward(Tensor(up))
+        opt.step()
+        weights.append(emb.weight.numpy().copy())
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-6)
+    untouched = [1, 3, 4]
+    np.testing.assert_array_equal(weights[0][untouched], 1.0)
+
+
+def test_sparse_gradient_refuses_other_optimizers():
+    for make in (lambda p: SGD(p, lr=0.1, momentum=0.9), lambda p: Adam(p)):
+        emb = Embedding(3, 2, sparse=True)
+        opt = make(emb.parameters())
+        emb(Tensor(np.array([0, 1]))).sum().backward()
+        with pytest.raises((ValueError, TypeError), match="row-sparse"):
+            opt.step()
