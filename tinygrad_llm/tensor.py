@@ -154,6 +154,9 @@ class Tensor:
             data = np.asarray(data)
             if from_python and dtype is None and data.dtype == np.float64:
                 data = data.astype(np.float32)  # Python floats become float32
+            if data.dtype == object:
+                raise TypeError(f"Tensor: cannot hold {type(data.flat[0]).__name__} objects; "
+                                "give numbers, a list of numbers or an array")
         if dtype is not None:
             data = data.astype(dtype, copy=False)
         if device is not None:
