@@ -99,7 +99,7 @@ class TorchGPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))                    # (B, T, V)
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
                                ignore_index=-100)
         return logits, loss
 

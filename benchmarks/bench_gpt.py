@@ -1,0 +1,266 @@
+r"""Train the GPT on Tiny Shakespeare for N steps and measure it; optionally against PyTorch.
+
+    python benchmarks/bench_gpt.py                       # nanoGPT's CPU config, 50 steps
+    python benchmarks/bench_gpt.py --compare-torch       # both, alternating, same batches
+    python benchmarks/bench_gpt.py --compare-torch --steps 500 --val   # + val loss after 500
+    python benchmarks/bench_gpt.py --config baby --steps 10            # the baby GPT
+    python benchmarks/bench_gpt.py --profile             # time per op type, forward/backward
+
+Reports the median ms/step after ``--warmup`` steps, tokens/s, achieved GFLOP/s, and peak RSS.
+With ``--compare-torch`` both models start from the same weights, see the same batches in the
+same order with the same AdamW and schedule, and their steps alternate in one process (so load
+from other processes hits both alike); the ratio is ours / torch. Peak memory is measured in a
+separate child process per framework (one process's peak RSS would mix the two).
+
+FLOPs per step: 6 N (B T) for the matmuls with N weights (lm_head included), plus 12 L B T^2 C
+for attention's two (T, T) products, forward and backward (nanoGPT's estimate_mfu).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import tinygrad_llm  # noqa: E402
+from tinygrad_llm import backend, no_grad  # noqa: E402
+from tinygrad_llm.data import get_batch, tiny_shakespeare  # noqa: E402
+from tinygrad_llm.models.gpt import GPT, GPTConfig  # noqa: E402
+from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr  # noqa: E402
+
+CONFIGS = {
+    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0),
+    "baby": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    for name in ("n-layer", "n-head", "n-embd", "block-size", "batch-size"):
+        p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5, help="steps left out of the median")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--compare-torch", action="store_true")
+    p.add_argument("--val", action="store_true", help="val loss of both after the steps")
+    p.add_argument("--eval-iters", type=int, default=50)
+    p.add_argument("--profile", action="store_true", help="per-op times of one step")
+    p.add_argument("--unfused", action="store_true", help="attention from primitives")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--memory-child", choices=("ours", "torch"), default=None,
+                   help=argparse.SUPPRESS)
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    return p.parse_args(argv)
+
+
+def make_config(args, vocab_size):
+    c = dict(CONFIGS[args.config])
+    for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout"):
+        if getattr(args, k) is not None:
+            c[k] = getattr(args, k)
+    batch_size = c.pop("batch_size")
+    return GPTConfig(vocab_size=vocab_size, fused_attention=not args.unfused, **c), batch_size
+
+
+def flops_per_step(config, batch_size):
+    n = sum(p.size for p in GPT(config).parameters()) - config.block_size * config.n_embd
+    tokens = batch_size * config.block_size
+    return 6 * n * tokens + 12 * config.n_layer * batch_size * config.block_size ** 2 \
+        * config.n_embd
+
+
+def lr_at(it):
+    return warmup_cosine_lr(it, 1e-3, 100, 2000, 1e-4)  # train_shakespeare's default schedule
+
+
+class Ours:
+    name = "tinygrad_llm"
+
+    def __init__(self, config, device):
+        tinygrad_llm.manual_seed(0)
+        self.model = GPT(config).to(device)
+        self.opt = self.model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+        self.device = device
+
+    def step(self, it, x, y):
+        set_lr(self.opt, lr_at(it))
+        _, loss = self.model(tinygrad_llm.Tensor(x, device=self.device), y)
+        self.opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        backend.synchronize(self.device)
+        return loss
+
+    @no_grad()
+    def loss(self, x, y):
+        self.model.eval()
+        value = self.model(tinygrad_llm.Tensor(x, device=self.device), y)[1].item()
+        self.model.train()
+        return value
+
+
+class Torch:
+    name = "torch"
+
+    def __init__(self, config, device, state_dict):
+        import torch
+        import torch_gpt
+        self.torch = torch
+        self.device = "cuda" if device == "cuda" else "cpu"
+        self.model = torch_gpt.build(config, state_dict).to(self.device)
+        self.opt = self.model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+
+    def step(self, it, x, y):
+        torch = self.torch
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(it)
+        _, loss = self.model(torch.from_numpy(x).to(self.device),
+                             torch.from_numpy(y).to(self.device))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return loss
+
+    def loss(self, x, y):
+        torch = self.torch
+        self.model.eval()
+        with torch.no_grad():
+            value = self.model(torch.from_numpy(x).to(self.device),
+                               torch.from_numpy(y).to(self.device))[1].item()
+        self.model.train()
+        return value
+
+
+def batches(ids, batch_size, block_size, seed):
+    rng = np.random.default_rng(seed)
+    while True:
+        x, y = get_batch(ids, batch_size, block_size, rng)
+        yield np.ascontiguousarray(x.numpy()), np.ascontiguousarray(y.numpy())
+
+
+def val_loss(runner, val_ids, batch_size, block_size, eval_iters, seed):
+    rng = np.random.default_rng([seed, 1])
+    losses = []
+    for _ in range(eval_iters):
+        x, y = get_batch(val_ids, batch_size, block_size, rng)
+        losses.append(runner.loss(x.numpy(), y.numpy()))
+    return float(np.mean(losses))
+
+
+def peak_rss_mib():
+    return backend.memory_stats("cpu")["peak_rss_bytes"] / 2 ** 20
+
+
+def memory_in_child(args, framework):
+    """Peak RSS of a fresh process that trains only ``framework`` for a few steps."""
+    argv = [sys.executable, __file__, "--memory-child", framework, "--config", args.config,
+            "--steps", str(min(args.steps, 10)), "--warmup", "0", "--device", args.device]
+    for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout"):
+        if getattr(args, k) is not None:
+            argv += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = backend.check_device(args.device)
+    text = tiny_shakespeare()
+    chars = sorted(set(text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    ids = np.array([stoi[c] for c in text], dtype=np.int64)
+    n = int(0.9 * len(ids))
+    train_ids, val_ids = ids[:n], ids[n:]
+    config, batch_size = make_config(args, len(chars))
+    stream = batches(train_ids, batch_size, config.block_size, args.seed)
+
+    if args.memory_child:
+        runner = Ours(config, device) if args.memory_child == "ours" else \
+            Torch(config, device, Ours(config, device).model.state_dict())
+        for it in range(args.steps):
+            runner.step(it, *next(stream))
+        print(json.dumps({"peak_rss_mib": peak_rss_mib()}))
+        return 0
+
+    ours = Ours(config, device)
+    runners = [ours]
+    if args.compare_torch:
+        import torch
+        runners.append(Torch(config, device, ours.model.state_dict()))
+        torch_threads = torch.get_num_threads()
+    times = {r.name: [] for r in runners}
+    t_start = time.perf_counter()
+    for it in range(args.steps):
+        x, y = next(stream)
+        # Alternate which framework goes first, so neither always runs on a warmer cache.
+        for r in (runners if it % 2 == 0 else runners[::-1]):
+            t = time.perf_counter()
+            r.step(it, x, y)
+            times[r.name].append(time.perf_counter() - t)
+    wall = time.perf_counter() - t_start
+
+    flops = flops_per_step(config, batch_size)
+    tokens = batch_size * config.block_size
+    results = {"config": {**config.to_dict(), "batch_size": batch_size}, "steps": args.steps,
+               "device": device, "gflop_per_step": flops / 1e9, "wall_s": wall}
+    print(f"config {args.config}: {config.n_layer} layers, {config.n_head} heads, "
+          f"{config.n_embd} wide, T={config.block_size}, B={batch_size}; {args.steps} steps "
+          f"(median over the last {args.steps - args.warmup}); {flops / 1e9:.2f} GFLOP/step")
+    for name, ts in times.items():
+        ms = 1e3 * float(np.median(ts[args.warmup:]))
+        results[name] = {"median_ms": ms, "tokens_per_s": tokens / ms * 1e3,
+                         "gflops": flops / ms / 1e6}
+        print(f"  {name:<13} {ms:8.1f} ms/step  {tokens / ms * 1e3:9.0f} tokens/s  "
+              f"{flops / ms / 1e6:6.1f} GFLOP/s")
+    if args.compare_torch:
+        ratio = results["tinygrad_llm"]["median_ms"] / results["torch"]["median_ms"]
+        results["ratio"] = ratio
+        results["torch_threads"] = torch_threads
+        print(f"  ratio tinygrad_llm / torch: {ratio:.2f}x  (torch threads: {torch_threads})")
+        for name in ("ours", "torch"):
+            results[f"peak_rss_mib_{name}"] = memory_in_child(args, name)
+        print(f"  peak RSS (separate processes, {min(args.steps, 10)} steps): tinygrad_llm "
+              f"{results['peak_rss_mib_ours']:.0f} MiB, torch "
+              f"{results['peak_rss_mib_torch']:.0f} MiB")
+    else:
+        results["peak_rss_mib"] = peak_rss_mib()
+        print(f"  peak RSS {results['peak_rss_mib']:.0f} MiB")
+    if args.val:
+        for r in runners:
+            v = val_loss(r, val_ids, batch_size, config.block_size, args.eval_iters, args.seed)
+            results[r.name]["val_loss"] = v
+            print(f"  {r.name:<13} val loss after {args.steps} steps: {v:.4f} "
+                  f"({args.eval_iters} batches)")
+        if args.compare_torch:
+            diff = results["tinygrad_llm"]["val_loss"] - results["torch"]["val_loss"]
+            results["val_loss_diff"] = diff
+            print(f"  val loss difference: {diff:+.4f}")
+    if args.profile:
+        from tinygrad_llm import profiler
+        x, y = next(stream)
+        with profiler.profile() as prof:
+            ours.step(args.steps, x, y)
+        print(prof.table())
+        t = time.perf_counter()
+        ours.step(args.steps + 1, x, y)
+        print(f"one whole step, unprofiled: {1e3 * (time.perf_counter() - t):.1f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
