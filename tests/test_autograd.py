@@ -162,6 +162,20 @@ def test_a_backward_of_the_wrong_shape_is_caught(device):
         Bad.apply(x).sum().backward()
 
 
+def test_a_backward_may_return_none_for_an_input_that_requires_grad(device):
+    class Stop(Function):
+        def forward(self, x):
+            return x * 1
+
+        def backward(self, dy):
+            return (None,)
+
+    x = Tensor(np.ones(2), requires_grad=True, device=device)
+    h = x * 2
+    (Stop.apply(h) + x).sum().backward()     # nothing reaches h; x still gets its 1
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0])
+
+
 def test_custom_function_gets_raw_arrays_kwargs_and_needs_input_grad(device):
     seen = {}
 

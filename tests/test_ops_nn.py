@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import tinygrad_llm as tg
 import tinygrad_llm.nn.functional as F
 from tinygrad_llm import Tensor
-from tinygrad_llm.ops.special import erf
+from tinygrad_llm.ops.special import erf, normal_cdf
 from tinygrad_llm.testing import gradcheck
 from tinygrad_llm.testing import strategies as tst
 
@@ -178,6 +178,33 @@ def test_erf_against_math_erf_to_float64_precision(device):
     got32 = Tensor(erf(x.astype("float32").data)).numpy()
     assert got32.dtype == np.float32  # computed in float32: no float64 on the device
     np.testing.assert_allclose(got32, expected, rtol=0, atol=3e-7)
+
+
+def test_normal_cdf_float64_exact_and_float32_accurate_in_the_tails(device):
+    a = np.concatenate([np.linspace(-12, 12, 4801), [0.0, -0.5, 0.5]])
+    expected = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in a])
+    x = Tensor(a, device=device)
+    np.testing.assert_allclose(Tensor(normal_cdf(x.data)).numpy(), expected, rtol=1e-14,
+                               atol=4e-16)
+    got32 = Tensor(normal_cdf(x.astype("float32").data)).numpy()
+    assert got32.dtype == np.float32
+    a32 = a.astype(np.float32).astype(np.float64)   # compare at the float32 inputs
+    expected32 = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in a32])
+    np.testing.assert_allclose(got32, expected32, rtol=2e-5, atol=2e-7)  # relative in the tail
+    half = Tensor(normal_cdf(x.astype("float16").data)).numpy()
+    assert half.dtype == np.float16
+
+
+def test_gelu_float32_against_torch():
+    torch = pytest.importorskip("torch")
+    a = np.linspace(-10, 10, 2001).astype(np.float32)
+    x, tx = Tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = F.gelu(x), torch.nn.functional.gelu(tx)
+    y.backward(Tensor(np.ones_like(a)))
+    ty.backward(torch.ones(a.shape))
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-6, atol=5e-7)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=5e-7)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -80,6 +80,13 @@ def _check_finite(arrays, where):
                 raise FloatingPointError(f"detect_anomaly: {where} produced NaN or Inf")
 
 
+def _check_same_device(op, a, b):
+    da, db = backend.device_of(a), backend.device_of(b)
+    if da != db:
+        raise ValueError(f"{op}: inputs are on different devices ({da} and {db}); "
+                         "move them with .to(device)")
+
+
 class Function:
     r"""One differentiable operation. Subclass it and write ``forward`` and ``backward``.
 
@@ -105,22 +112,28 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        # One pass over the arguments: unwrap tensors, note whether any needs a gradient, and
+        # check that they share a device (cheaply: only arrays of different types can differ).
+        raw, requires_grad, first = [], False, None
+        for a in args:
+            if isinstance(a, Tensor):
+                data = a.data
+                if first is None:
+                    first = data
+                elif type(data) is not type(first):
+                    _check_same_device(cls.__name__, first, data)
+                requires_grad = requires_grad or a.requires_grad
+                raw.append(data)
+            else:
+                raw.append(a)
         fn = cls()
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        if len(tensors) > 1:
-            device = tensors[0].device
-            for t in tensors[1:]:
-                if t.device != device:
-                    raise ValueError(f"{cls.__name__}: inputs are on different devices "
-                                     f"({device} and {t.device}); move them with .to(device)")
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
         if _profile_hook is None:
             y = fn.forward(*raw, **kwargs)
         else:
             y = _profile_hook(cls.__name__, "forward", fn.forward, raw, kwargs)
         if _anomaly_mode:
             _check_finite([y], f"the forward of {cls.__name__}")
-        requires_grad = _grad_enabled and any(t.requires_grad for t in tensors)
+        requires_grad = requires_grad and _grad_enabled
         out = Tensor._wrap(y, requires_grad)
         if requires_grad:
             fn.inputs = args            # strong links to the inputs: the graph
@@ -253,7 +266,8 @@ class Tensor:
             grad = backend.get_xp(self.data).ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
-            if not backend.is_array(grad) or backend.device_of(grad) != self.device:
+            if type(grad) is not type(self.data) and (
+                    not backend.is_array(grad) or backend.device_of(grad) != self.device):
                 grad = backend.to_device(grad, self.device)  # a list, or an array elsewhere
             if grad.dtype != self.dtype:
                 grad = grad.astype(self.dtype)
@@ -287,7 +301,12 @@ class Tensor:
         # 2. Run each backward once, summing gradients per tensor (keyed by its Function).
         grads = {id(self._ctx): grad}
         for fn in reversed(order):
-            dy = grads.pop(id(fn))
+            dy = grads.pop(id(fn), None)
+            if dy is None:  # every consumer returned None for this output: nothing flows back
+                if not retain_graph:
+                    vars(fn).clear()
+                    fn.inputs = None
+                continue
             if _profile_hook is None:
                 dxs = fn.backward(dy)
             else:

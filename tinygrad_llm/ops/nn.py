@@ -10,7 +10,7 @@ one pass instead of several, fewer temporaries, and only what backward needs is 
 import math
 
 from tinygrad_llm import backend
-from tinygrad_llm.ops.special import erf
+from tinygrad_llm.ops.special import normal_cdf
 from tinygrad_llm.ops.unary import stable_sigmoid
 from tinygrad_llm.tensor import Function
 
@@ -181,7 +181,7 @@ _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 class GELU(Function):
     r"""Gaussian error linear unit, y = x Phi(x), Phi the standard normal CDF.
 
-    approximate='none':  Phi(x) = (1 + erf(x / sqrt 2)) / 2
+    approximate='none':  Phi(x) = (1 + erf(x / sqrt 2)) / 2   (``normal_cdf`` in ops/special.py)
         dx = dy (Phi(x) + x phi(x)),   phi(x) = e^{-x^2/2} / sqrt(2 pi)
     approximate='tanh':  y = x (1 + tanh u) / 2,   u = sqrt(2/pi) (x + 0.044715 x^3)
         dx = dy ((1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2),  t = tanh u
@@ -191,7 +191,7 @@ class GELU(Function):
         xp = backend.get_xp(x)
         self.x, self.approximate = x, approximate
         if approximate == "none":
-            self.phi_cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))         # saved: Phi(x)
+            self.phi_cdf = normal_cdf(x)                                    # saved: Phi(x)
             return x * self.phi_cdf
         if approximate == "tanh":
             self.t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))  # saved: tanh u
