@@ -47,7 +47,7 @@ API_NAMES = {k: frozenset(v) for k, v in json.loads(
     if isinstance(v, list)}
 
 COUNTS = {"sync": 0, "h2d": 0}
-_STATE = {"forbid_float64": False}
+_STATE = {"forbid_float64": False, "allow_synchronize": True}
 
 
 def reset_counts():
@@ -71,8 +71,24 @@ def forbid_float64():
         _STATE["forbid_float64"] = previous
 
 
+class DeviceSynchronized(RuntimeError):
+    """``cupyx.DeviceSynchronized``: raised by a sync inside ``allow_synchronize(False)``."""
+
+
 def _sync():
     COUNTS["sync"] += 1
+    if not _STATE["allow_synchronize"]:
+        raise DeviceSynchronized("device synchronization was detected while disallowed")
+
+
+@contextlib.contextmanager
+def allow_synchronize(allow):
+    """``cupyx.allow_synchronize``: with False, any device -> host sync raises."""
+    previous, _STATE["allow_synchronize"] = _STATE["allow_synchronize"], allow
+    try:
+        yield
+    finally:
+        _STATE["allow_synchronize"] = previous
 
 
 def _wrap(x):
@@ -420,7 +436,9 @@ def _make_module():
     cupy.random = random
 
     cuda = types.ModuleType("cupy.cuda")
-    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    cuda.runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1,
+        getDeviceProperties=lambda device: {"name": b"fake_cupy (NumPy on the CPU)"})
     cuda.Device = _Device
     cuda.is_available = lambda: True
     cupy.cuda = cuda
@@ -430,6 +448,8 @@ def _make_module():
     def scatter_add(a, slices, value):
         _Ufunc("add").at(a, slices, value)
     cupyx.scatter_add = scatter_add
+    cupyx.allow_synchronize = allow_synchronize
+    cupyx.DeviceSynchronized = DeviceSynchronized
     return cupy, cupyx
 
 

@@ -9,6 +9,7 @@
   light.
 """
 
+import pathlib
 import subprocess
 import sys
 import types
@@ -195,6 +196,31 @@ def test_a_training_step_makes_no_hidden_sync_or_copy(fake_cuda):
         value = loss.item()                                  # the one explicit read-back
         assert counts == {"sync": 1, "h2d": 0}
     assert np.isfinite(value)
+
+
+def test_gpu_check_script_runs_clean_on_the_stand_in(fake_cuda, capsys):
+    """benchmarks/gpu_check.py's op comparison, on the stand-in: every op agrees with the CPU
+    and none syncs with the host (under cupyx.allow_synchronize(False))."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    assert gpu_check.check_ops(no_sync=True) == 0, capsys.readouterr().out
+    with pytest.raises(fake_cupy.DeviceSynchronized):
+        with sys.modules["cupyx"].allow_synchronize(False):
+            Tensor(np.ones(2), device="cuda").sum().item()
+
+
+def test_gpu_check_exits_cleanly_without_cuda(fresh_backend, capsys):
+    sys.modules["cupy"] = None
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    assert gpu_check.main([]) == 0
+    assert "CUDA is not usable here (import cupy failed" in capsys.readouterr().out
 
 
 # ---- the rest of the interface -----------------------------------------------------------------
