@@ -261,3 +261,31 @@ def test_parity_with_torch_logits_loss_grads_and_adamw_steps(bias):
     tsd = tmodel.state_dict()
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(v, tsd[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_training_step_on_each_device_float32_without_host_syncs(device):
+    """On "cuda" (the strict CuPy stand-in) a whole step makes no float64 array and reads
+    nothing back to the host; both devices give the same loss."""
+    import fake_cupy
+
+    from tinygrad_llm.data import get_batch
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(config).to(device)
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    ids = np.random.default_rng(0).integers(0, 11, 200)
+    x, y = get_batch(ids, 4, 8, np.random.default_rng(1), device)
+    if device == "cuda":
+        fake_cupy.forbid_float64()
+    with fake_cupy.counting() as counts:
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    assert counts["sync"] == 0
+    assert loss.dtype == np.float32 and loss.device == device
+    tinygrad_llm.manual_seed(0)
+    ref = GPT(config)
+    x, y = get_batch(ids, 4, 8, np.random.default_rng(1))
+    assert loss.item() == pytest.approx(ref(x, y)[1].item(), rel=1e-6)
+    assert model.generate(np.array([[1, 2]]), 4, top_k=3, top_p=0.9, seed=0).shape == (1, 6)
