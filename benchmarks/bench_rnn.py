@@ -5,6 +5,7 @@ the same weights on the same input, alternating (ours, torch, ours, ...) so that
 processes hits both alike; we report the median of each and the ratio ours / torch.
 
     python benchmarks/bench_rnn.py [--repeats 15] [--threads N] [--mode lstm|gru|rnn]
+    python benchmarks/bench_rnn.py --vanishing      # the experiment of docs/rnn.md (no torch)
 
 Results go in docs/performance_rnn.md. Timings on a shared machine are noisy: read the ratio, and
 note the load (``uptime``) next to it.
@@ -25,6 +26,35 @@ from tinygrad_llm.nn.lstm import LSTM
 from tinygrad_llm.nn.rnn import RNN
 
 
+def vanishing(steps=100, batch=16, size=32, seed=0, distances=(0, 5, 10, 20, 40, 60, 99)):
+    r"""How much of a gradient at the last output reaches the input k steps earlier.
+
+    Loss L = sum(out[T-1] * g) with a random g; we print ||dL/dx_{T-1-k}|| (the norm over the
+    (B, I) slice, averaged per sequence) for RNN (tanh), LSTM and GRU with torch's default
+    initialisation, float64, same input for all; and the LSTM with b_f added to the forget
+    gate's bias (f_t nearer 1: the cell path dc_{t-1} = dc_t * f_t decays more slowly)."""
+    rng = np.random.default_rng(seed)
+    x_np = rng.standard_normal((steps, batch, size))                        # (T, B, I)
+    g = rng.standard_normal((batch, size))                                  # (B, H)
+    rows = {}
+    for name, cls, forget_bias in (("RNN", RNN, None), ("LSTM", LSTM, None), ("GRU", GRU, None),
+                                   ("LSTM b_f=1", LSTM, 1.0), ("LSTM b_f=3", LSTM, 3.0)):
+        tinygrad_llm.manual_seed(seed)
+        layer = cls(size, size).to(dtype=np.float64)
+        if forget_bias is not None:  # add to the forget gate's bias: f = sigma(... + b_f)
+            layer.bias_ih_l0.data[size:2 * size] += forget_bias
+        x = Tensor(x_np, requires_grad=True)
+        out, _ = layer(x)                                                   # (T, B, H)
+        (out[steps - 1] * Tensor(g)).sum().backward()
+        norms = np.linalg.norm(x.grad.numpy(), axis=2).mean(axis=1)         # (T,)
+        rows[name] = {k: float(norms[steps - 1 - k]) for k in distances}
+    print(f"||dL/dx_(T-1-k)||, T={steps}, B={batch}, I=H={size}, torch's default init")
+    print("k      " + "".join(f"{n:>12s}" for n in rows))
+    for k in distances:
+        print(f"{k:<7d}" + "".join(f"{rows[n][k]:12.3e}" for n in rows))
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=32)
@@ -37,7 +67,12 @@ def main():
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's default)")
     p.add_argument("--mode", choices=["lstm", "gru", "rnn"], default="lstm")
+    p.add_argument("--vanishing", action="store_true",
+                   help="run the gradient-norm-vs-distance experiment instead (docs/rnn.md)")
     args = p.parse_args()
+    if args.vanishing:
+        vanishing()
+        return
 
     import torch
     if args.threads:
