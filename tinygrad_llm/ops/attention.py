@@ -38,16 +38,21 @@ from tinygrad_llm.tensor import Function
 __all__ = ["Attention", "QKVAttention", "scaled_dot_product_attention", "qkv_attention",
            "causal_mask"]
 
-_MASKS = {}  # (T, dtype, xp) -> (T, T) additive causal mask: a constant, built once per size
+_MASKS = {}  # (dtype, xp) -> the largest additive causal mask built so far (a constant)
 
 
 def causal_mask(t, dtype, xp):
-    r"""The additive causal mask (T, T): 0 where j <= i, -inf where j > i (a future position)."""
-    key = (t, str(dtype), xp.__name__)
-    if key not in _MASKS:
+    r"""The additive causal mask (T, T): 0 where j <= i, -inf where j > i (a future position).
+
+    The top-left (t, t) corner of a larger causal mask is the causal mask of size t, so one mask
+    per dtype and device serves every length (a view, no copy).
+    """
+    key = (str(dtype), xp)
+    mask = _MASKS.get(key)
+    if mask is None or mask.shape[0] < t:
         mask = xp.triu(xp.full((t, t), -xp.inf, dtype=dtype), k=1)          # (T, T)
         _MASKS[key] = mask
-    return _MASKS[key]
+    return mask[:t, :t]                                                     # (T, T) view
 
 
 def _forward(fn, q, k, v, causal, dropout_p, scale, out=None):
