@@ -350,6 +350,7 @@ class Progress:
 # ---- the run ---------------------------------------------------------------------------------
 def setup(args):
     """Everything before the loop: options, data, tokenizer, model, optimizer, state."""
+    from tinygrad_llm.tokenizer import CharTokenizer
     try:
         device = backend.check_device(args.device)
     except (RuntimeError, ValueError) as e:
@@ -430,7 +431,7 @@ def setup(args):
     return dict(device=device, opts=opts, tok=tok, model=model, opt=opt, batch_rng=batch_rng,
                 state=state, out_dir=out_dir, ckpt_path=ckpt_path, data=info,
                 splits={"train": train_ids, "val": val_ids},
-                tokenizer_kind=args.tokenizer)
+                tokenizer_kind="char" if isinstance(tok, CharTokenizer) else "bpe")
 
 
 def make_meta(run, it, evaluated):
