@@ -10,7 +10,7 @@ from tinygrad_llm import Tensor
 from tinygrad_llm.nn.layers import Embedding
 from tinygrad_llm.ops.word2vec import cbow_loss, log_sigmoid, sgns_loss
 from tinygrad_llm.optim import SGD, Adam
-from tinygrad_llm.sparse import RowSparseGrad, sparse_embedding
+from tinygrad_llm.sparse import RowSparseGrad, scatter_add_rows, sparse_embedding
 from tinygrad_llm.testing import gradcheck
 
 
@@ -132,3 +132,15 @@ def test_sparse_gradient_refuses_other_optimizers():
         emb(Tensor(np.array([0, 1]))).sum().backward()
         with pytest.raises((ValueError, TypeError), match="row-sparse"):
             opt.step()
+
+
+@pytest.mark.parametrize("n", [10, 300, 3000])
+def test_scatter_add_rows_matches_add_at(n):
+    rng = np.random.default_rng(n)
+    ids = np.minimum(rng.zipf(1.3, n) - 1, 49)                  # a few ids repeat many times
+    values = rng.standard_normal((n, 4)).astype(np.float32)
+    table = rng.standard_normal((50, 4)).astype(np.float32)
+    expected = table.copy()
+    np.add.at(expected, ids, -0.5 * values)
+    scatter_add_rows(table, ids, values, scale=-0.5)
+    np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-5)

@@ -17,7 +17,7 @@ weight decay. All updates run in the parameter's dtype (float32 stays float32) a
 import math
 
 from tinygrad_llm import backend
-from tinygrad_llm.sparse import RowSparseGrad
+from tinygrad_llm.sparse import RowSparseGrad, scatter_add_rows
 from tinygrad_llm.tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "set_lr", "constant_lr",
@@ -186,7 +186,7 @@ class SGD(Optimizer):
             if momentum or wd:
                 raise ValueError("SGD: a row-sparse gradient (Embedding(sparse=True)) needs "
                                  "momentum=0 and weight_decay=0; use sparse=False otherwise")
-            backend.scatter_add(p.data, g.indices, g.values * (-lr))   # p[i] <- p[i] - lr g_i
+            scatter_add_rows(p.data, g.indices, g.values, -lr)   # p[i] <- p[i] - lr g_i
             return
         if wd:
             g = g + wd * p.data                                    # g <- g + wd p

@@ -20,13 +20,57 @@ several uses of one table accumulate by concatenation (and into a dense gradient
 ``to_dense()`` gives the dense array, which the tests compare with the dense backward.
 """
 
+import numpy as np
+
 from tinygrad_llm import backend
 from tinygrad_llm.tensor import Function, Tensor
 
-__all__ = ["RowSparseGrad", "SparseEmbedding", "sparse_embedding"]
+__all__ = ["RowSparseGrad", "SparseEmbedding", "sparse_embedding", "scatter_add_rows"]
 
 _ONLY_SGD = ("a row-sparse gradient (from Embedding(..., sparse=True)) supports only plain SGD "
              "(no momentum or weight decay); call .to_dense() or use sparse=False")
+
+
+def scatter_add_rows(table, indices, values, scale=1.0):
+    r"""In place: ``table[indices[n]] += scale * values[n]`` for every n, repeated rows adding up.
+
+    On the CPU this is faster than a sort-and-``np.add.reduceat`` over all rows when most ids
+    repeat only a few times (word ids drawn from a Zipf-like distribution): sort the ids, give
+    each row its rank among the rows with the same id, and for rank r = 0, 1, ..., up to
+    ``light`` add all rows of rank r with one fancy-indexed ``+=`` (no id repeats within a rank,
+    so nothing is lost). Ids that repeat more than ``light`` times are summed with
+    ``np.add.reduceat`` first. On a GPU it is ``backend.scatter_add``.
+    """
+    xp = backend.get_xp(table)
+    if xp is not np or len(indices) <= 64:
+        return backend.scatter_add(table, indices, values * scale if scale != 1 else values)
+    light = 8
+    order = np.argsort(indices, kind="stable")
+    ids = indices[order]                                                   # sorted (R,)
+    first = np.empty(len(ids), bool)
+    first[0], first[1:] = True, ids[1:] != ids[:-1]
+    starts = np.flatnonzero(first)                                         # (U,)
+    segment = np.cumsum(first) - 1                                         # (R,)
+    rank = np.arange(len(ids)) - starts[segment]                           # (R,)
+    counts = np.diff(np.append(starts, len(ids)))                          # (U,)
+    heavy_row = (counts > light)[segment]                                  # (R,)
+    for r in range(min(light, int(counts.max()))):
+        rows = np.flatnonzero((rank == r) & ~heavy_row)                    # distinct ids
+        if len(rows) == 0:
+            break
+        chunk = values[order[rows]]
+        if scale != 1:
+            chunk *= scale
+        table[ids[rows]] += chunk
+    rows = np.flatnonzero(heavy_row)
+    if len(rows):
+        heavy_ids = ids[rows]
+        heads = np.flatnonzero(np.append(True, heavy_ids[1:] != heavy_ids[:-1]))
+        sums = np.add.reduceat(values[order[rows]], heads, axis=0)        # one sum per id
+        if scale != 1:
+            sums *= scale
+        table[heavy_ids[heads]] += sums
+    return table
 
 
 class RowSparseGrad:
@@ -53,7 +97,7 @@ class RowSparseGrad:
         """The dense (V, D) gradient: zeros, plus a scatter-add of the rows."""
         xp = backend.get_xp(self.values)
         dense = xp.zeros(self.shape, dtype=self.values.dtype)                  # (V, D)
-        return backend.scatter_add(dense, self.indices, self.values)
+        return scatter_add_rows(dense, self.indices, self.values)
 
     def numpy(self):
         return backend.to_numpy(self.to_dense())
