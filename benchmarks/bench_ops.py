@@ -107,15 +107,16 @@ def bench_op(ours, theirs, shapes, iters):
 
     def step():
         ours(*xs).backward(g)
+    ours_fwd = timeit(lambda: ours(*xs), iters)          # forward, graph recorded
     ours_us = timeit(step, iters)
     if torch is None or theirs is None:
-        return ours_us, None
+        return ours_fwd, None, ours_us, None
     txs = [torch.tensor(a, requires_grad=True) for a in arrays]
     tg_ = torch.ones(tuple(out.shape))
 
     def tstep():
         theirs(*txs).backward(tg_)
-    return ours_us, timeit(tstep, iters)
+    return ours_fwd, timeit(lambda: theirs(*txs), iters), ours_us, timeit(tstep, iters)
 
 
 def bench_chain(length, repeats=5):
@@ -222,19 +223,27 @@ def main():
     if torch is not None:
         print(f"# torch threads: {torch.get_num_threads()}")
 
-    print(f"\n## Per-op forward + backward, float32 ({args.n}, {args.n}) inputs, microseconds")
-    print(f"| {'op':<20} | {'ours':>8} | {'torch':>8} | {'ratio':>6} |")
-    print(f"|{'-' * 22}|{'-' * 10}:|{'-' * 10}:|{'-' * 8}:|")
-    ratios = []
+    print(f"\n## Per op, float32 ({args.n}, {args.n}) inputs, microseconds per call")
+    print("(forward: graph recorded, no backward; fwd+bwd: forward then one backward() call)\n")
+    print(f"| {'op':<20} | {'fwd ours':>8} | {'fwd torch':>9} | {'ratio':>6} "
+          f"| {'f+b ours':>8} | {'f+b torch':>9} | {'ratio':>6} |")
+    print(f"|{'-' * 22}|{'-' * 9}:|{'-' * 10}:|{'-' * 7}:|{'-' * 9}:|{'-' * 10}:|{'-' * 7}:|")
+    fwd_ratios, ratios = [], []
     for name, (ours, theirs, shapes) in _op_cases(args.n).items():
-        ours_us, torch_us = bench_op(ours, theirs, shapes, iters)
-        if torch_us:
-            ratios.append(ours_us / torch_us)
-        torch_col = f"{torch_us:8.1f}" if torch_us else "       -"
-        print(f"| {name:<20} | {ours_us:8.1f} | {torch_col} | {_ratio(ours_us, torch_us)} |")
+        fwd, tfwd, both, tboth = bench_op(ours, theirs, shapes, iters)
+        if tboth:
+            fwd_ratios.append(fwd / tfwd)
+            ratios.append(both / tboth)
+
+        def col(v, width):
+            return f"{v:{width}.1f}" if v else " " * (width - 1) + "-"
+        print(f"| {name:<20} | {fwd:8.1f} | {col(tfwd, 9)} | {_ratio(fwd, tfwd)} "
+              f"| {both:8.1f} | {col(tboth, 9)} | {_ratio(both, tboth)} |")
     if ratios:
-        geo = float(np.exp(np.mean(np.log(ratios))))
-        print(f"\ngeometric mean ratio (ours / torch): {geo:.2f}")
+        def geo(r):
+            return float(np.exp(np.mean(np.log(r))))
+        print(f"\ngeometric mean ratio (ours / torch): forward {geo(fwd_ratios):.2f}, "
+              f"forward+backward {geo(ratios):.2f}")
 
     print("\n## Graph machinery: a chain of 2,000 tiny adds")
     for k, v in bench_chain(2000, repeats=3 if args.quick else 5).items():

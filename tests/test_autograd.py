@@ -76,6 +76,18 @@ def test_no_grad_records_nothing_as_context_and_decorator(device):
         out.backward()
 
 
+def test_no_grad_decorator_can_reenter():
+    @tg.no_grad()
+    def depth(n):
+        return 0 if n == 0 else 1 + depth(n - 1)
+    depth(3)                                  # one decorator instance, entered 4 times
+    assert tg.is_grad_enabled()
+    with tg.no_grad():
+        depth(2)
+        assert not tg.is_grad_enabled()
+    assert tg.is_grad_enabled()
+
+
 def test_a_10000_op_chain_needs_no_recursion(device):
     x = Tensor(np.array([1.0]), requires_grad=True, device=device)
     y = x

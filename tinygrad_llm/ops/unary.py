@@ -61,7 +61,8 @@ def stable_sigmoid(x):
     """
     xp = backend.get_xp(x)
     e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    s = 1 / (1 + e)                       # sigma(|x|)
+    return xp.where(x >= 0, s, e * s)     # sigma(-|x|) = e / (1 + e)
 
 
 class Sigmoid(Function):
