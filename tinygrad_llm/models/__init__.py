@@ -1,5 +1,6 @@
-"""Whole models, one per file: ``gpt`` (GPT-2's architecture)."""
+"""Whole models, one per file: ``gpt`` (GPT-2's architecture), ``word2vec`` (skip-gram, CBOW)."""
 
 from tinygrad_llm.models.gpt import GPT, GPTConfig
+from tinygrad_llm.models.word2vec import CBOW, KeyedVectors, SkipGram, Word2Vec
 
-__all__ = ["GPT", "GPTConfig"]
+__all__ = ["GPT", "GPTConfig", "SkipGram", "CBOW", "Word2Vec", "KeyedVectors"]
