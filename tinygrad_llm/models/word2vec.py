@@ -620,28 +620,29 @@ class Word2Vec:
         offsets = np.array([o for o in range(-W, W + 1) if o != 0])           # (C,)
         bar = _progress_bar(epochs * raw_words) if progress else None
         effective, start = 0, time.perf_counter()
-        for epoch in range(epochs):
-            # subsample, shrink windows, draw noise words: the epoch's randomness, up front
-            pad_ids, ctx_mask, out_ids, neg_keep = epoch_plan(
-                ids, sentence_of, self.keep_prob, self.noise_cdf, W, K, rng)
-            M = len(out_ids)                                                   # centre words
-            effective += M
-            # mini-batches of centre words, in corpus order, lr falling linearly
-            last_update = 0
-            for a in range(0, M, B):
-                b = min(a + B, M)
-                optimizer.param_groups[0]["lr"] = learning_rate(
-                    self.alpha, self.min_alpha, (epoch + a / M) / epochs)
-                in_rows, d_in, out_rows, d_out = batch_grads(
-                    w_in.data, w_out.data, pad_ids[a:b + 2 * W], out_ids[a:b],
-                    ctx_mask[a:b], neg_keep[a:b], W, offsets)
-                w_in.grad = RowSparseGrad(in_rows, d_in, w_in.shape)
-                w_out.grad = RowSparseGrad(out_rows, d_out, w_out.shape)
-                optimizer.step()                  # W[rows] -= lr * d, touched rows only
-                if bar is not None and (b - last_update > 20000 or b == M):
-                    bar.update(round((b - last_update) / M * raw_words))
-                    last_update = b
-            w_in.grad = w_out.grad = None
+        with np.errstate(over="ignore"):   # exp(-s) may overflow to inf: sigma is then 0
+            for epoch in range(epochs):
+                # subsample, shrink windows, draw noise words: the epoch's randomness, up front
+                pad_ids, ctx_mask, out_ids, neg_keep = epoch_plan(
+                    ids, sentence_of, self.keep_prob, self.noise_cdf, W, K, rng)
+                M = len(out_ids)                                                   # centre words
+                effective += M
+                # mini-batches of centre words, in corpus order, lr falling linearly
+                last_update = 0
+                for a in range(0, M, B):
+                    b = min(a + B, M)
+                    optimizer.param_groups[0]["lr"] = learning_rate(
+                        self.alpha, self.min_alpha, (epoch + a / M) / epochs)
+                    in_rows, d_in, out_rows, d_out = batch_grads(
+                        w_in.data, w_out.data, pad_ids[a:b + 2 * W], out_ids[a:b],
+                        ctx_mask[a:b], neg_keep[a:b], W, offsets)
+                    w_in.grad = RowSparseGrad(in_rows, d_in, w_in.shape)
+                    w_out.grad = RowSparseGrad(out_rows, d_out, w_out.shape)
+                    optimizer.step()                  # W[rows] -= lr * d, touched rows only
+                    if bar is not None and (b - last_update > 20000 or b == M):
+                        bar.update(round((b - last_update) / M * raw_words))
+                        last_update = b
+                w_in.grad = w_out.grad = None
         seconds = time.perf_counter() - start
         if bar is not None:
             bar.close()
