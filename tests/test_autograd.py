@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tinygrad_llm as tg
+import tinygrad_llm.nn.functional as F
 from tinygrad_llm import Function, Tensor
 from tinygrad_llm.testing import gradcheck
 
@@ -128,6 +129,37 @@ def test_retain_graph_allows_a_second_backward(device):
     y.backward(retain_graph=True)
     y.backward()
     np.testing.assert_array_equal(x.grad.numpy(), [8.0])
+
+
+RETAIN_CASES = {
+    "cross_entropy": lambda x: F.cross_entropy(x, [0, 2, 1]),
+    "cross_entropy_none": lambda x: F.cross_entropy(x, [0, 2, 1], reduction="none").sum(),
+    "softmax": lambda x: (F.softmax(x) * x).sum(),
+    "log_softmax": lambda x: (F.log_softmax(x, axis=0) * x).sum(),
+    "layer_norm": lambda x: (F.layer_norm(x) * x).sum(),
+    "gelu": lambda x: F.gelu(x).sum(),
+    "linear": lambda x: F.linear(x, x).sum(),
+    "embedding": lambda x: F.embedding([0, 0, 2], x).sum(),
+    "bce_with_logits": lambda x: F.binary_cross_entropy_with_logits(x, np.ones((3, 3))),
+    "max": lambda x: x.max(axis=1).sum(),
+    "var": lambda x: x.var(),
+    "where": lambda x: tg.where(x > 0, x * 2, x).sum(),
+    "getitem": lambda x: x[[0, 0, 1]].sum(),
+}
+
+
+@pytest.mark.parametrize("op", list(RETAIN_CASES))
+def test_retain_graph_twice_doubles_every_gradient(device, op):
+    """A backward must not consume what forward saved (e.g. update a saved buffer in place)."""
+    a = np.random.default_rng(0).standard_normal((3, 3))
+    x = Tensor(a, requires_grad=True, device=device)
+    RETAIN_CASES[op](x).backward()
+    once = x.grad.numpy().copy()
+    x.zero_grad()
+    y = RETAIN_CASES[op](x)
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * once, rtol=1e-12)
 
 
 def test_detach_cuts_the_graph_and_shares_data(device):

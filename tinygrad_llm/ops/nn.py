@@ -118,16 +118,15 @@ class CrossEntropy(Function):
 
     def backward(self, dy):
         xp = backend.get_xp(dy)
-        dlogits = self.p                      # reuse the saved buffer: p - onehot, then scale
-        rows = xp.arange(dlogits.shape[0])
-        dlogits[rows, self.safe] -= 1
-        if self.reduction == "none":
+        if self.reduction == "mean":
+            scale = (dy / self.count) * self.valid                          # (N,)
+        else:  # 'sum' (dy is 0-d) and 'none' (dy is (N,))
             scale = dy * self.valid                                         # (N,)
-        elif self.reduction == "sum":
-            scale = dy * self.valid
-        else:
-            scale = (dy / self.count) * self.valid
-        dlogits *= scale.astype(dlogits.dtype)[:, None]
+        scale = scale.astype(self.p.dtype, copy=False)
+        # dlogits = scale * (p - onehot), written as scale * p (a new array: p stays intact
+        # for a second backward with retain_graph) minus scale at each row's target
+        dlogits = self.p * scale[:, None]                                   # (N, C)
+        dlogits[xp.arange(dlogits.shape[0]), self.safe] -= scale
         return dlogits, None
 
 
