@@ -61,14 +61,18 @@ def counting():
     yield COUNTS
 
 
-@contextlib.contextmanager
-def forbid_float64():
-    """Raise at the first float64 device array made inside this block."""
-    previous, _STATE["forbid_float64"] = _STATE["forbid_float64"], True
-    try:
-        yield
-    finally:
-        _STATE["forbid_float64"] = previous
+class forbid_float64:
+    """Raise at the first float64 device array made from now on: inside a ``with`` block, or,
+    called plainly, until the stand-in is uninstalled at the end of the test."""
+
+    def __init__(self):
+        self.previous, _STATE["forbid_float64"] = _STATE["forbid_float64"], True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _STATE["forbid_float64"] = self.previous
 
 
 class DeviceSynchronized(RuntimeError):
@@ -482,6 +486,7 @@ def uninstall():
 
 
 def _reset_backend(backend):
+    _STATE.update(forbid_float64=False, allow_synchronize=True)
     backend._cupy = None
     backend._cuda_checked = None
     backend._device_rngs.pop("cuda", None)

@@ -151,9 +151,16 @@ def test_stand_in_counts_syncs_and_host_to_device_copies(fake_cuda):
 def test_stand_in_can_forbid_float64(fake_cuda):
     a = fake_cuda.asarray(np.ones(2, np.float32))
     with fake_cupy.forbid_float64():
-        a * 2.0                                              # a Python float keeps float32
+        _ = a * 2.0                                          # a Python float keeps float32
         with pytest.raises(AssertionError, match="float64"):
-            a * np.float64(2.0)                              # a NumPy float64 scalar does not
+            _ = a * np.float64(2.0)                          # a NumPy float64 scalar does not
+    _ = a * np.float64(2.0)                                  # allowed again after the block
+    fake_cupy.forbid_float64()                               # a plain call: on until uninstall
+    with pytest.raises(AssertionError, match="float64"):
+        _ = a * np.float64(2.0)
+    fake_cupy.uninstall()
+    fake_cupy.install()
+    _ = fake_cuda.asarray(np.ones(2))                        # off again after a reinstall
 
 
 # ---- no host syncs in a training step ----------------------------------------------------------
