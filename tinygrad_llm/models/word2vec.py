@@ -196,25 +196,28 @@ def _cbow_batch_grads(w_in, w_out, pos_ids, out_ids, ctx_mask, neg_keep, window,
         G = (sigma(s) - label) * neg_keep        dL/ds
         dh = G @ U                               (B, D);   dU = G^T h   (B, K+1, D)
         dV[t, k] = ctx_mask[t, k] * dh[t]        (no 1/count: gensim's and word2vec.c's update)
+
+    The context sums are 2W shifted slices of the batch's positions, so no (B, C, D) block is
+    gathered.
     """
     B, K1 = out_ids.shape
     v_pos = w_in[pos_ids]                                                 # (P, D)
-    slots = np.arange(B)[:, None] + window + offsets[None, :]             # (B, C)
-    V = v_pos[slots]                                                      # (B, C, D)
     count = ctx_mask.sum(axis=1)                                          # (B,)
-    has_ctx = (count > 0).astype(np.float32)                              # (B,)
-    weight = ctx_mask / np.maximum(count, 1)[:, None]                     # (B, C)
-    h = (weight[:, None, :] @ V)[:, 0]                                    # (B, D)
+    h = np.zeros((B, v_pos.shape[1]), v_pos.dtype)                        # (B, D)
+    for k, o in enumerate(offsets):                                       # h = sum_k mask V_k
+        h += ctx_mask[:, k, None] * v_pos[window + o:window + o + B]
+    h /= np.maximum(count, 1)[:, None]
     U = w_out[out_ids]                                                    # (B, K+1, D)
     s = (U @ h[:, :, None])[:, :, 0]                                      # (B, K+1)
     sig = 1 / (1 + np.exp(-s))
     sig[:, 0] -= 1                                                        # minus the label
     G = sig * np.concatenate([np.ones((B, 1), np.float32), neg_keep], axis=1)
-    G *= has_ctx[:, None]                                                 # (B, K+1)
+    G *= (count > 0)[:, None]                                             # (B, K+1)
     dh = (G[:, None, :] @ U)[:, 0]                                        # (B, D)
     dU = G[:, :, None] * h[:, None, :]                                    # (B, K+1, D)
-    dV = ctx_mask[:, :, None] * dh[:, None, :]                            # (B, C, D)
-    d_in = _band_sum(dV, offsets, window)                                 # (P, D)
+    d_in = np.zeros_like(v_pos)                                           # (P, D)
+    for k, o in enumerate(offsets):                                       # dV_k = mask_k dh
+        d_in[window + o:window + o + B] += ctx_mask[:, k, None] * dh
     return pos_ids, d_in, out_ids.reshape(-1), dU.reshape(B * K1, -1)
 
 
