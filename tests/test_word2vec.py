@@ -277,6 +277,36 @@ def test_gensim_reads_our_word2vec_format(small_model, tmp_path, binary):
         "c0w1", topn=3)[0][0]
 
 
+@pytest.mark.skipif(not HAVE_GENSIM, reason="gensim is not installed")
+def test_evaluations_match_gensim(small_model, tmp_path):
+    from gensim.models import KeyedVectors as GensimKeyedVectors
+    words = small_model.wv.index_to_key
+    rng = np.random.default_rng(0)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{words[a]}\t{words[b]}\t{rng.uniform(0, 10):.2f}\n"
+                             for a, b in rng.integers(0, len(words), (40, 2)))
+                     + "zebra\tc0w1\t5.0\n")
+    questions = tmp_path / "questions.txt"
+    lines = [" ".join(words[i] for i in rng.integers(0, len(words), 4)) for _ in range(60)]
+    questions.write_text(": one\n" + "\n".join(lines[:30]) + "\n: two\n"
+                         + "\n".join(lines[30:]) + "\nzebra c0w1 c0w2 c0w3\n")
+    path = tmp_path / "vectors.txt"
+    small_model.wv.save_word2vec_format(path)
+    theirs = GensimKeyedVectors.load_word2vec_format(str(path))
+    (r, p), (rho, p_rho), oov = small_model.wv.evaluate_word_pairs(pairs)
+    g_pearson, g_spearman, g_oov = theirs.evaluate_word_pairs(str(pairs))
+    np.testing.assert_allclose([r, p, rho, p_rho, oov],
+                               [g_pearson[0], g_pearson[1], g_spearman[0], g_spearman[1], g_oov],
+                               rtol=1e-4, atol=1e-6)
+    score, sections = small_model.wv.evaluate_word_analogies(questions)
+    g_score, g_sections = theirs.evaluate_word_analogies(str(questions))
+    assert score == pytest.approx(g_score)
+    for ours, gs in zip(sections, g_sections):
+        assert ours["section"] == gs["section"]
+        assert ours["correct"] == [tuple(q) for q in gs["correct"]]
+        assert ours["incorrect"] == [tuple(q) for q in gs["incorrect"]]
+
+
 def _toy_vectors():
     words = ["man", "woman", "king", "queen", "apple", "pear"]
     vectors = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1],
@@ -290,9 +320,9 @@ def test_evaluate_word_analogies(tmp_path):
                     ": fruit\napple pear man woman\napple pear unknown thing\n")
     score, sections = _toy_vectors().evaluate_word_analogies(path)
     assert [s["section"] for s in sections] == ["family", "fruit", "Total accuracy"]
-    assert sections[0]["correct"] == [("man", "woman", "king", "queen"),
-                                      ("MAN", "KING", "woman", "queen")]
-    assert sections[0]["incorrect"] == [("man", "woman", "king", "pear")]
+    assert sections[0]["correct"] == [("MAN", "WOMAN", "KING", "QUEEN"),
+                                      ("MAN", "KING", "WOMAN", "QUEEN")]
+    assert sections[0]["incorrect"] == [("MAN", "WOMAN", "KING", "PEAR")]
     assert score == pytest.approx(3 / 4)         # the question with an unknown word is skipped
     score, _ = _toy_vectors().evaluate_word_analogies(path, dummy4unknown=True)
     assert score == pytest.approx(3 / 5)

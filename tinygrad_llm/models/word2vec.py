@@ -374,8 +374,8 @@ class KeyedVectors:
         positive=[b, c], negative=[a]) among the ``restrict_vocab`` most frequent, leaving out
         a, b and c. Questions with an unknown word are skipped (or count as wrong with
         dummy4unknown). Returns ``(accuracy, sections)``; each section is a dict with
-        'section', 'correct' and 'incorrect' (lists of (a, b, c, d)), and the last is
-        'Total accuracy'.
+        'section', 'correct' and 'incorrect' (lists of (a, b, c, d), upper-cased when
+        case_insensitive, as gensim), and the last is 'Total accuracy'.
         """
         path = Path(analogies)
         if not path.is_file():
@@ -398,7 +398,7 @@ class KeyedVectors:
             key = [w.upper() for w in words] if case_insensitive else words
             if not all(w in table for w in key):
                 if dummy4unknown:
-                    current["incorrect"].append(tuple(words))
+                    current["incorrect"].append(tuple(key))
                 continue
             a, b, c, _ = (table[w] for w in key)
             query = normed[b] - normed[a] + normed[c]                         # (D,)
@@ -406,7 +406,7 @@ class KeyedVectors:
             sims[[a, b, c]] = -np.inf
             predicted = self.index_to_key[int(np.argmax(sims))]
             predicted = predicted.upper() if case_insensitive else predicted
-            current["correct" if predicted == key[3] else "incorrect"].append(tuple(words))
+            current["correct" if predicted == key[3] else "incorrect"].append(tuple(key))
         total = {"section": "Total accuracy",
                  "correct": [q for s in sections for q in s["correct"]],
                  "incorrect": [q for s in sections for q in s["incorrect"]]}
