@@ -243,6 +243,18 @@ def test_get_xp_device_of_to_device_to_numpy(fake_cuda):
     assert backend.to_numpy(h) is h
 
 
+def test_blockwise_gives_the_whole_array_result(device):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((300, 257)), rng.standard_normal((300, 257))  # > 2 blocks
+    def f(a, b):
+        return a * 2 + backend.get_xp(b).exp(b)
+    got = backend.blockwise(f, Tensor(a, device=device).data, Tensor(b, device=device).data)
+    assert got.shape == a.shape and backend.device_of(got) == device
+    np.testing.assert_array_equal(Tensor(got).numpy(), f(a, b))
+    small = backend.blockwise(f, *(Tensor(v[:2], device=device).data for v in (a, b)))
+    np.testing.assert_array_equal(Tensor(small).numpy(), f(a[:2], b[:2]))
+
+
 @pytest.mark.parametrize("n", [5, 200])                       # both CPU paths, and CuPy's
 def test_scatter_add_adds_repeated_and_negative_indices(device, n):
     rng = np.random.default_rng(0)

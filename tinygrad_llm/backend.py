@@ -6,6 +6,7 @@ The few things that really differ between the two live here, behind small functi
 
 - device names and host <-> device transfers (``to_device``, ``to_numpy``), and explicit syncs;
 - scatter-add (``scatter_add``: ``np.add.at`` on the CPU, ``cupyx.scatter_add`` on the GPU);
+- long elementwise formulas (``blockwise``): in cache-sized blocks on the CPU, whole on the GPU;
 - random numbers: weights come from one seeded NumPy Generator on the host (``host_rng``) and are
   then moved, so one seed gives the same weights on every device; per-step noise (dropout) is drawn
   on the device itself (``device_rng``) so no host copy sits in the training step;
@@ -25,7 +26,7 @@ import numpy as np
 __all__ = [
     "DEVICES", "get_xp", "device_of", "check_device", "to_device", "to_numpy", "is_array",
     "cuda_status", "scatter_add", "manual_seed", "host_rng", "device_rng", "synchronize",
-    "set_matmul_precision", "memory_stats", "rng_state", "set_rng_state",
+    "set_matmul_precision", "memory_stats", "rng_state", "set_rng_state", "blockwise",
 ]
 
 DEVICES = ("cpu", "cuda")
@@ -180,6 +181,29 @@ def scatter_add(a, indices, values):
     import cupyx  # noqa: PLC0415 - only reached with CuPy arrays, after cupy is imported
     cupyx.scatter_add(a, indices, values)
     return a
+
+
+BLOCK = 1 << 14  # elements per block in blockwise(): 64 KiB of float32, well inside L2
+
+
+def blockwise(f, *arrays):
+    r"""``f(*arrays)`` for an elementwise ``f`` of same-shaped arrays, block by block on the CPU.
+
+    A formula such as the GELU's normal CDF is about 30 NumPy passes, each of which writes a
+    fresh temporary as large as the input. On a big array every pass then goes out to main
+    memory; on a 16K-element block all 30 stay in cache, and the whole is about twice as fast.
+    On the GPU each pass is a kernel launch, so there ``f`` runs once on the whole array.
+    """
+    x = arrays[0]
+    if get_xp(x) is not np or x.size <= 2 * BLOCK:
+        return f(*arrays)
+    flats = [a.reshape(-1) for a in arrays]                   # (N,) each
+    first = f(*[a[:BLOCK] for a in flats])
+    out = np.empty(x.size, dtype=first.dtype)                 # (N,)
+    out[:BLOCK] = first
+    for i in range(BLOCK, x.size, BLOCK):
+        out[i:i + BLOCK] = f(*[a[i:i + BLOCK] for a in flats])
+    return out.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------------------------

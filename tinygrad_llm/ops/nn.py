@@ -187,25 +187,37 @@ class GELU(Function):
     """
 
     def forward(self, x, approximate="none"):
-        xp = backend.get_xp(x)
         self.x, self.approximate = x, approximate
+        # The formulas run block by block on the CPU (backend.blockwise: cache-sized pieces)
         if approximate == "none":
-            self.phi_cdf = normal_cdf(x)                                    # saved: Phi(x)
+            self.phi_cdf = backend.blockwise(normal_cdf, x)                 # saved: Phi(x)
             return x * self.phi_cdf
         if approximate == "tanh":
-            self.t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))  # saved: tanh u
+            self.t = backend.blockwise(_tanh_u, x)                          # saved: tanh u
             return 0.5 * x * (1 + self.t)
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
     def backward(self, dy):
-        xp = backend.get_xp(dy)
-        x = self.x
         if self.approximate == "none":
-            pdf = xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
-            return (dy * (self.phi_cdf + x * pdf),)
-        t = self.t
-        du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-        return (dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+            return (backend.blockwise(_gelu_backward, dy, self.x, self.phi_cdf),)
+        return (backend.blockwise(_gelu_tanh_backward, dy, self.x, self.t),)
+
+
+def _tanh_u(x):
+    """t = tanh u,  u = sqrt(2/pi) (x + 0.044715 x^3)"""
+    return backend.get_xp(x).tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+
+
+def _gelu_backward(dy, x, phi_cdf):
+    """y = x Phi(x)  =>  dx = dy (Phi(x) + x phi(x)),  phi(x) = e^{-x^2/2} / sqrt(2 pi)"""
+    pdf = backend.get_xp(x).exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return dy * (phi_cdf + x * pdf)
+
+
+def _gelu_tanh_backward(dy, x, t):
+    """y = x (1 + t) / 2  =>  dx = dy ((1 + t) / 2 + x (1 - t^2) du/dx / 2)"""
+    du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
 
 
 class Linear(Function):
