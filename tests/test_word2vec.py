@@ -15,6 +15,7 @@ from tinygrad_llm.models.word2vec import (
     SkipGram,
     Word2Vec,
     _cbow_batch_grads,
+    _chunk_bounds,
     _pearson,
     _ranks,
     _skipgram_batch_grads,
@@ -183,6 +184,27 @@ def test_window_stays_inside_sentences():
     for t in range(6):
         for k in np.flatnonzero(ctx_mask[t]):
             assert 0 <= t + offsets[k] < 6 and sentence_of[t + offsets[k]] == sentence_of[t]
+
+
+def test_chunks_cover_the_corpus_and_cut_at_sentence_starts():
+    sentence_of = np.repeat(np.arange(40), np.random.default_rng(0).integers(1, 9, 40))
+    bounds = _chunk_bounds(sentence_of, 25)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(sentence_of) and len(bounds) > 3
+    for (_, hi), (lo2, _) in zip(bounds, bounds[1:]):
+        assert hi == lo2 and sentence_of[hi] != sentence_of[hi - 1]
+    assert _chunk_bounds(np.zeros(5, np.int64), 2) == [(0, 5)]
+    assert _chunk_bounds(np.zeros(0, np.int64), 2) == [(0, 0)]
+
+
+def test_training_in_chunks(monkeypatch):
+    import tinygrad_llm.models.word2vec as w2v
+    monkeypatch.setattr(w2v, "CHUNK_WORDS", 500)        # many chunks of whole sentences
+    vocab, corpus = _planted_corpus(sentences=300)
+    model = Word2Vec(corpus, vector_size=16, window=3, min_count=1, sample=0, epochs=5,
+                     batch_size=64, progress=False)
+    near = [w for w, _ in model.wv.most_similar(vocab[1][0], topn=5)]
+    assert all(w in vocab[1] for w in near)
+    assert model.train_stats["effective_words"] == 5 * 300 * 12
 
 
 def test_learning_rate_decays_linearly():

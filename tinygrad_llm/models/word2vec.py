@@ -40,6 +40,7 @@ __all__ = ["SkipGram", "CBOW", "Word2Vec", "KeyedVectors", "tokenize", "text_to_
            "LineSentence", "MAX_SENTENCE_LEN"]
 
 MAX_SENTENCE_LEN = 10000    # longer sentences are cut into pieces of this length (gensim's cap)
+CHUNK_WORDS = 1 << 18       # an epoch's random choices are drawn for this many words at a time
 TOKEN_PATTERN = re.compile(r"[a-z]+(?:'[a-z]+)*")
 
 
@@ -622,29 +623,31 @@ class Word2Vec:
         W, K, B = self.window, self.negative, self.batch_size
         offsets = np.array([o for o in range(-W, W + 1) if o != 0])           # (C,)
         bar = _progress_bar(epochs * raw_words) if progress else None
-        effective, start = 0, time.perf_counter()
+        effective, start, N = 0, time.perf_counter(), max(len(ids), 1)
+        chunks = _chunk_bounds(sentence_of, CHUNK_WORDS)
         with np.errstate(over="ignore"):   # exp(-s) may overflow to inf: sigma is then 0
             for epoch in range(epochs):
-                # subsample, shrink windows, draw noise words: the epoch's randomness, up front
-                pad_ids, ctx_mask, out_ids, neg_keep = epoch_plan(
-                    ids, sentence_of, self.keep_prob, self.noise_cdf, W, K, rng)
-                M = len(out_ids)                                                   # centre words
-                effective += M
-                # mini-batches of centre words, in corpus order, lr falling linearly
-                last_update = 0
-                for a in range(0, M, B):
-                    b = min(a + B, M)
-                    optimizer.param_groups[0]["lr"] = learning_rate(
-                        self.alpha, self.min_alpha, (epoch + a / M) / epochs)
-                    in_rows, d_in, out_rows, d_out = batch_grads(
-                        w_in.data, w_out.data, pad_ids[a:b + 2 * W], out_ids[a:b],
-                        ctx_mask[a:b], neg_keep[a:b], W, offsets)
-                    w_in.grad = RowSparseGrad(in_rows, d_in, w_in.shape)
-                    w_out.grad = RowSparseGrad(out_rows, d_out, w_out.shape)
-                    optimizer.step()                  # W[rows] -= lr * d, touched rows only
-                    if bar is not None and (b - last_update > 20000 or b == M):
-                        bar.update(round((b - last_update) / M * raw_words))
-                        last_update = b
+                for lo, hi in chunks:     # whole sentences, about CHUNK_WORDS words at a time
+                    # subsample, shrink windows, draw noise words: the chunk's randomness
+                    pad_ids, ctx_mask, out_ids, neg_keep = epoch_plan(
+                        ids[lo:hi], sentence_of[lo:hi], self.keep_prob, self.noise_cdf, W, K,
+                        rng)
+                    M = len(out_ids)                                           # centre words
+                    effective += M
+                    # mini-batches of centre words, in corpus order, lr falling linearly
+                    for a in range(0, M, B):
+                        b = min(a + B, M)
+                        done = (lo + (hi - lo) * a / M) / N          # of this epoch's words
+                        optimizer.param_groups[0]["lr"] = learning_rate(
+                            self.alpha, self.min_alpha, (epoch + done) / epochs)
+                        in_rows, d_in, out_rows, d_out = batch_grads(
+                            w_in.data, w_out.data, pad_ids[a:b + 2 * W], out_ids[a:b],
+                            ctx_mask[a:b], neg_keep[a:b], W, offsets)
+                        w_in.grad = RowSparseGrad(in_rows, d_in, w_in.shape)
+                        w_out.grad = RowSparseGrad(out_rows, d_out, w_out.shape)
+                        optimizer.step()              # W[rows] -= lr * d, touched rows only
+                    if bar is not None:
+                        bar.update(round(raw_words * (hi - lo) / N))
                 w_in.grad = w_out.grad = None
         seconds = time.perf_counter() - start
         if bar is not None:
@@ -734,6 +737,19 @@ def epoch_plan(ids, sentence_of, keep_prob, cdf, window, negative, rng):
     out_ids[:, 1:] = draw_negatives(cdf, (M, negative), rng)
     neg_keep = (out_ids[:, 1:] != e_ids[:, None]).astype(np.float32)          # (M, K)
     return pad_ids, ctx_mask, out_ids, neg_keep
+
+
+def _chunk_bounds(sentence_of, chunk_words):
+    """(lo, hi) ranges of positions that cover the corpus, each about ``chunk_words`` long and
+    cut only where a sentence starts (so no window spans two chunks). Bounds the memory of
+    ``epoch_plan`` (about 120 bytes per word) on large corpora."""
+    n = len(sentence_of)
+    starts = np.flatnonzero(np.diff(sentence_of)) + 1                         # sentence starts
+    targets = np.arange(chunk_words, n, chunk_words)
+    cuts = np.unique(starts[np.minimum(np.searchsorted(starts, targets), len(starts) - 1)]
+                     ) if len(starts) and len(targets) else np.array([], np.int64)
+    bounds = [0] + [int(c) for c in cuts if 0 < c < n] + [n]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def learning_rate(alpha, min_alpha, progress):
