@@ -116,7 +116,7 @@ class Function:
     def apply(cls, *args, **kwargs):
         # One pass over the arguments: unwrap tensors, note whether any needs a gradient, and
         # check that they share a device (cheaply: only arrays of different types can differ).
-        raw, requires_grad, first = [], False, None
+        raw, needs, first = [], [], None
         for a in args:
             if isinstance(a, Tensor):
                 data = a.data
@@ -124,10 +124,11 @@ class Function:
                     first = data
                 elif type(data) is not type(first):
                     _check_same_device(cls.__name__, first, data)
-                requires_grad = requires_grad or a.requires_grad
                 raw.append(data)
+                needs.append(a.requires_grad)
             else:
                 raw.append(a)
+                needs.append(False)
         fn = cls()
         if _profile_hook is None:
             y = fn.forward(*raw, **kwargs)
@@ -135,11 +136,11 @@ class Function:
             y = _profile_hook(cls.__name__, "forward", fn.forward, raw, kwargs)
         if _anomaly_mode:
             _check_finite([y], f"the forward of {cls.__name__}")
-        requires_grad = requires_grad and _grad_enabled
+        requires_grad = _grad_enabled and True in needs
         out = Tensor._wrap(y, requires_grad)
         if requires_grad:
             fn.inputs = args            # strong links to the inputs: the graph
-            fn.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            fn.needs_input_grad = tuple(needs)
             fn.output = weakref.ref(out)  # weak: the output owns its Function, not vice versa
             out._ctx = fn
         return out
