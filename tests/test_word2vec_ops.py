@@ -144,3 +144,35 @@ def test_scatter_add_rows_matches_add_at(n):
     np.add.at(expected, ids, -0.5 * values)
     scatter_add_rows(table, ids, values, scale=-0.5)
     np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-5)
+
+
+# ---- on both devices: "cuda" is the strict CuPy stand-in of tests/fake_cupy.py ----------------
+def test_losses_gradcheck_on_device(device):
+    rng = np.random.default_rng(5)
+
+    def t(*shape):
+        return Tensor(rng.standard_normal(shape), requires_grad=True, dtype="float64",
+                      device=device)
+    neg_mask = Tensor((rng.random((3, 2)) < 0.7).astype(np.float64), device=device)
+    ctx_mask = Tensor(np.array([[1.0, 1, 0], [1, 0, 0], [0, 1, 1]]), device=device)
+    gradcheck(lambda a, b, c: sgns_loss(a, b, c, neg_mask), [t(3, 4), t(3, 4), t(3, 2, 4)],
+              seed=0)
+    gradcheck(lambda a, b, c: cbow_loss(a, b, c, ctx_mask, neg_mask),
+              [t(3, 3, 4), t(3, 4), t(3, 2, 4)], seed=0)
+
+
+def test_sparse_embedding_and_sgd_on_device(device):
+    ids = np.random.default_rng(6).integers(0, 6, size=(10, 9))   # > 64 ids, many repeats
+    up = np.random.default_rng(7).standard_normal((10, 9, 3)).astype(np.float32)
+    weights, grads = [], []
+    for sparse in (True, False):
+        emb = Embedding(6, 3, sparse=sparse)
+        emb.weight.data = np.ones((6, 3), np.float32)
+        emb.to(device)
+        opt = SGD(emb.parameters(), lr=0.1)
+        emb(Tensor(ids, device=device)).backward(Tensor(up, device=device))
+        grads.append(emb.weight.grad.numpy())
+        opt.step()
+        weights.append(emb.weight.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5)
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-5)
