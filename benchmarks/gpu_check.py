@@ -158,14 +158,18 @@ def _timed(step, iters, device):
     return statistics.median(times)
 
 
-def _step_times(device, iters):
+SIZES = {"full": dict(batch=256, width=512, attention=(16, 6, 128, 64)),
+         "tiny": dict(batch=8, width=16, attention=(2, 2, 8, 4))}   # tiny: a smoke test
+
+
+def _step_times(device, iters, batch, width, attention):
     """(MLP step ms, attention step ms) on ``device``."""
     import tinygrad_llm.nn as nn  # noqa: PLC0415
     tg.manual_seed(0)
-    mlp = nn.Sequential(nn.Linear(512, 1024, device=device), nn.GELU(),
-                        nn.Linear(1024, 512, device=device))
-    x = tg.randn(256, 512, device=device)                              # (B, C)
-    t = Tensor(np.random.default_rng(0).integers(0, 512, 256), device=device)
+    mlp = nn.Sequential(nn.Linear(width, 2 * width, device=device), nn.GELU(),
+                        nn.Linear(2 * width, width, device=device))
+    x = tg.randn(batch, width, device=device)                          # (B, C)
+    t = Tensor(np.random.default_rng(0).integers(0, width, batch), device=device)
 
     def mlp_step():
         loss = F.cross_entropy(mlp(x), t)
@@ -176,7 +180,7 @@ def _step_times(device, iters):
             for p in mlp.parameters():
                 p.data -= 1e-3 * p.grad.data
 
-    q = tg.randn(16, 6, 128, 64, device=device, requires_grad=True)   # (B, nh, T, hs)
+    q = tg.randn(*attention, device=device, requires_grad=True)       # (B, nh, T, hs)
 
     def attention_step():
         att = F.softmax((q @ q.swapaxes(-1, -2)) * 0.125, axis=-1)   # (B, nh, T, T)
@@ -187,17 +191,23 @@ def _step_times(device, iters):
     return _timed(mlp_step, iters, device), _timed(attention_step, iters, device)
 
 
-def training_steps(iters):
-    print("\n| device | MLP 512-1024-512, batch 256 (ms) | attention (16, 6, 128, 64) (ms) |")
-    print("|--------|---------------------------------:|--------------------------------:|")
+def training_steps(iters, size="full"):
+    sizes = SIZES[size]
+    w = sizes["width"]
+    mlp = f"MLP {w}-{2 * w}-{w}, batch {sizes['batch']} (ms)"
+    att = f"attention {sizes['attention']} (ms)"
+    print(f"\n| device | {mlp} | {att} |")
+    print(f"|--------|{'-' * (len(mlp) + 1)}:|{'-' * (len(att) + 1)}:|")
     for device in ("cpu", "cuda"):
-        a, b = _step_times(device, iters)
-        print(f"| {device:<6} | {a:32.2f} | {b:31.2f} |")
+        a, b = _step_times(device, iters, **sizes)
+        print(f"| {device:<6} | {a:{len(mlp)}.2f} | {b:{len(att)}.2f} |")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iters", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--tiny", action="store_true",
+                        help="time tiny models (a smoke test of this script)")
     parser.add_argument("--allow-sync", action="store_true",
                         help="do not run the ops under cupyx.allow_synchronize(False)")
     args = parser.parse_args(argv)
@@ -214,7 +224,7 @@ def main(argv=None):
     print(f"# {reason}; device 0: {name}, compute capability {device.compute_capability}")
     print("# ops: max relative difference, cuda vs cpu, of the output and of every gradient\n")
     failures = check_ops(no_sync=not args.allow_sync)
-    training_steps(args.iters)
+    training_steps(args.iters, "tiny" if args.tiny else "full")
     print(f"\nmemory pool: {backend.memory_stats('cuda')}")
     print(f"\n{failures} op(s) disagree" if failures else "\nevery op agrees")
     return 1 if failures else 0
