@@ -62,6 +62,20 @@ def test_numpy_item_tolist(device):
         t.item()
 
 
+def test_numpy_conversion_is_explicit_on_cuda(device):
+    t = Tensor(np.array([[1.0, 2.0]]), requires_grad=True, device=device)
+    if device == "cpu":
+        a = np.asarray(t)
+        assert a.dtype == np.float64 and a.shape == (1, 2) and a is t.data
+        assert np.array(t, dtype=np.float32).dtype == np.float32
+        assert np.array(t, copy=True) is not t.data
+        np.testing.assert_array_equal(t, [[1.0, 2.0]])
+    else:
+        with pytest.raises(TypeError, match=r"tensor on 'cuda' .* call \.numpy\(\)"):
+            np.asarray(t)
+    np.testing.assert_array_equal((np.ones(2) + t).numpy(), [[2.0, 3.0]])  # still a Tensor op
+
+
 def test_bool_of_a_tensor(device):
     assert bool(Tensor([1.0], device=device) > 0)
     assert not bool(Tensor(0.0, device=device))

@@ -222,6 +222,16 @@ class Tensor:
             extras += ", requires_grad=True"
         return f"Tensor({body}{extras})"
 
+    def __array__(self, dtype=None, copy=None):
+        # np.asarray(t) on a CPU tensor gives its array (without this, NumPy would build an
+        # object array of 0-d Tensors, one getitem at a time). From a GPU it must be explicit.
+        if not isinstance(self.data, (np.ndarray, np.generic)):
+            raise TypeError(f"implicit conversion of a tensor on {self.device!r} to a NumPy array "
+                            "is not allowed; call .numpy() to copy it to the host")
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return np.asarray(self.data, dtype=dtype)
+
     def numpy(self):
         """A NumPy copy-free view on the CPU, a host copy from a GPU."""
         return backend.to_numpy(self.data)
