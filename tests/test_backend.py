@@ -138,6 +138,40 @@ def test_stand_in_serves_only_cupy_api_names(fake_cuda):
     assert callable(fake_cuda.add.at) and callable(sys.modules["cupyx"].scatter_add)
 
 
+class _HostMaskSoftmax(tg.Function):
+    """Planted CuPy bugs: a host-built mask and numpy functions on device data."""
+
+    def forward(self, x):
+        mask = np.tril(np.ones(x.shape, dtype=bool))       # made on the host: a bug on CUDA
+        return np.exp(np.where(mask, x, -np.inf))          # np.* on a device array: a bug too
+
+    def backward(self, dy):
+        return (dy,)
+
+
+class _ScalarReadSoftmax(tg.Function):
+    """Planted bug: reads a device value into Python (a hidden sync on every call)."""
+
+    def forward(self, x):
+        shift = float(x.max())                             # a device -> host sync
+        e = backend.get_xp(x).exp(x - shift)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def backward(self, dy):
+        return (dy,)
+
+
+def test_the_stand_in_catches_planted_cupy_bugs(fake_cuda):
+    x_cpu = Tensor(np.zeros((3, 3)), requires_grad=True)
+    x = Tensor(np.zeros((3, 3)), requires_grad=True, device="cuda")
+    _HostMaskSoftmax.apply(x_cpu)                          # fine on NumPy...
+    with pytest.raises(TypeError):
+        _HostMaskSoftmax.apply(x)                          # ...refused on the stand-in, as CuPy
+    with fake_cupy.counting() as counts:
+        _ScalarReadSoftmax.apply(x)
+    assert counts["sync"] == 1                             # the hidden sync is counted
+
+
 def test_stand_in_counts_syncs_and_host_to_device_copies(fake_cuda):
     with fake_cupy.counting() as counts:
         a = fake_cuda.asarray(np.arange(4.0))                 # 1 H2D
