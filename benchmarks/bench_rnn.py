@@ -65,7 +65,8 @@ def main():
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads (default: torch's default)")
+                   help="BLAS threads for both: torch.set_num_threads and, through threadpoolctl "
+                        "(if installed), NumPy's BLAS (default: each library's default)")
     p.add_argument("--mode", choices=["lstm", "gru", "rnn"], default="lstm")
     p.add_argument("--vanishing", action="store_true",
                    help="run the gradient-norm-vs-distance experiment instead (docs/rnn.md)")
@@ -77,6 +78,11 @@ def main():
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(args.threads)
+        except ImportError:
+            print("threadpoolctl is not installed: NumPy's BLAS keeps its default threads")
     tinygrad_llm.manual_seed(0)
     ours_cls, torch_cls = {"lstm": (LSTM, torch.nn.LSTM), "gru": (GRU, torch.nn.GRU),
                            "rnn": (RNN, torch.nn.RNN)}[args.mode]

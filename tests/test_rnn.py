@@ -187,7 +187,7 @@ def _packed_outputs(family, out, state):
 
 
 @pytest.mark.parametrize("family", list(LAYERS))
-@settings(max_examples=4)
+@settings(max_examples=10)
 @given(T=st.integers(1, 4), B=st.integers(1, 3), I=st.integers(1, 3), H=st.integers(1, 3),
        num_layers=st.integers(1, 2), bidirectional=st.booleans(), batch_first=st.booleans(),
        data=st.data())

@@ -56,7 +56,7 @@ def _check_state(name, what, h, expected):
     return h
 
 
-def check_lengths(name, lengths, T, B, device="cpu"):
+def _check_lengths(name, lengths, T, B, device="cpu"):
     """Validate ``lengths`` (B,) ints in [1, T]; return them on ``device``, or None if all are T."""
     if lengths is None:
         return None
@@ -152,7 +152,7 @@ class RNNBase(Module):
                 h = h if batched else h.expand_dims(1)                      # (L*D, B, H)
             states.append(h)
         h0, c0 = states
-        lengths = check_lengths(name, lengths, T, B, x.device)
+        lengths = _check_lengths(name, lengths, T, B, x.device)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outs = []
