@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 setup(
     name="tinygrad_llm",
     version="0.1.0",
-    description="A small tensor and reverse-mode autograd core, and the language models built on it",
+    description="A small tensor and autograd core, and the language models built on it",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",

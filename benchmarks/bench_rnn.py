@@ -24,6 +24,26 @@ from tinygrad_llm import Tensor
 from tinygrad_llm.nn.gru import GRU
 from tinygrad_llm.nn.lstm import LSTM
 from tinygrad_llm.nn.rnn import RNN
+from tinygrad_llm.ops.shape import stack
+
+
+class UnfusedLSTM(LSTM):
+    """The same LSTM, but every step composed of primitives (matmul, slices, sigmoid, tanh,
+    *, +), so autograd records ~20 Functions per step: the baseline the fused layer replaces.
+    (Benchmark only: no lengths= and no reverse direction.)"""
+
+    def _layer(self, x, h, c, weights, lengths, reverse):
+        w_ih, w_hh, b_ih, b_hh = weights
+        H = self.hidden_size
+        outs = []
+        for t in range(x.shape[0]):
+            gates = x[t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh                # (B, 4H)
+            i, f = gates[:, :H].sigmoid(), gates[:, H:2 * H].sigmoid()
+            g, o = gates[:, 2 * H:3 * H].tanh(), gates[:, 3 * H:].sigmoid()
+            c = f * c + i * g
+            h = o * c.tanh()
+            outs.append(h)
+        return stack(outs), h, c
 
 
 def vanishing(steps=100, batch=16, size=32, seed=0, distances=(0, 5, 10, 20, 40, 60, 99)):
@@ -67,7 +87,9 @@ def main():
     p.add_argument("--threads", type=int, default=None,
                    help="BLAS threads for both: torch.set_num_threads and, through threadpoolctl "
                         "(if installed), NumPy's BLAS (default: each library's default)")
-    p.add_argument("--mode", choices=["lstm", "gru", "rnn"], default="lstm")
+    p.add_argument("--mode", choices=["lstm", "gru", "rnn", "lstm-unfused"], default="lstm",
+                   help="lstm-unfused: the same LSTM composed of primitives step by step (what "
+                        "the fused Functions replace), to see what fusion buys")
     p.add_argument("--vanishing", action="store_true",
                    help="run the gradient-norm-vs-distance experiment instead (docs/rnn.md)")
     args = p.parse_args()
@@ -85,7 +107,8 @@ def main():
             print("threadpoolctl is not installed: NumPy's BLAS keeps its default threads")
     tinygrad_llm.manual_seed(0)
     ours_cls, torch_cls = {"lstm": (LSTM, torch.nn.LSTM), "gru": (GRU, torch.nn.GRU),
-                           "rnn": (RNN, torch.nn.RNN)}[args.mode]
+                           "rnn": (RNN, torch.nn.RNN),
+                           "lstm-unfused": (UnfusedLSTM, torch.nn.LSTM)}[args.mode]
     ref = torch_cls(args.input, args.hidden, args.layers)
     ours = ours_cls(args.input, args.hidden, args.layers)
     ours.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
