@@ -94,9 +94,10 @@ class Function:
 
     ``forward(*xs, **kwargs)`` takes raw arrays (and any non-tensor arguments, passed through as
     they are) and returns one array. It may save on ``self`` what backward needs.
-    ``backward(dy)`` returns one gradient per positional input, in order: an array shaped like
-    that input, or None where no gradient is needed (integer inputs, constants, or inputs whose
-    ``self.needs_input_grad[i]`` is False). Call it as ``MyFunction.apply(*tensors, **kwargs)``.
+    ``backward(dy)`` returns a tuple of one gradient per positional input, in order: an array
+    shaped like that input, or None where no gradient is needed (integer inputs, constants, or
+    inputs whose ``self.needs_input_grad[i]`` is False). A one-input Function may return the
+    bare array. Call it as ``MyFunction.apply(*tensors, **kwargs)``.
 
     Example, with its proof by finite differences (see docs/gradcheck.md)::
 
@@ -324,6 +325,11 @@ class Tensor:
                 dxs = fn.backward(dy)
             else:
                 dxs = _profile_hook(type(fn).__name__, "backward", fn.backward, [dy], {})
+            if type(dxs) is not tuple:  # a one-input Function may return its gradient bare
+                dxs = tuple(dxs) if type(dxs) is list else (dxs,)
+            if len(dxs) != len(fn.inputs):
+                raise RuntimeError(f"backward: {type(fn).__name__}.backward returned "
+                                   f"{len(dxs)} gradients for {len(fn.inputs)} inputs")
             if _anomaly_mode:
                 _check_finite(dxs, f"the backward of {type(fn).__name__}")
             for x, dx in zip(fn.inputs, dxs):
