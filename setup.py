@@ -10,11 +10,13 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tinygrad_llm", "tinygrad_llm.*"]),
     package_data={"tinygrad_llm": ["datasets/*.txt", "datasets/*.tsv", "datasets/*.md",
-                                   "datasets/gpt2/*"]},
+                                   "datasets/gpt2/*", "kernels/*.cu", "kernels/*.cuh"]},
     install_requires=["numpy", "regex", "tqdm"],
     extras_require={
         "gpu": ["cupy-cuda12x[ctk]"],
         "plot": ["matplotlib"],
-        "dev": ["pytest", "hypothesis", "ruff"],
+        # NVRTC compiles the CUDA kernels in tests/test_nvrtc.py, no GPU needed (no macOS wheel)
+        "dev": ["pytest", "hypothesis", "ruff",
+                "nvidia-cuda-nvrtc-cu12; platform_system != 'Darwin'"],
     },
 )

@@ -27,6 +27,7 @@ from tinygrad_llm.nn.gru import GRU, GRUCell
 from tinygrad_llm.nn.lstm import LSTM, LSTMCell
 from tinygrad_llm.nn.rnn import RNN, RNNCell
 from tinygrad_llm.ops import rnn as ops_rnn
+from tinygrad_llm.ops.shape import stack
 from tinygrad_llm.testing import gradcheck
 
 LAYERS = {  # name: (our class, torch class name, extra constructor kwargs)
@@ -139,13 +140,14 @@ def test_layer_matches_torch(family, config, with_lengths):
 
 @pytest.mark.parametrize("family", list(CELLS))
 @pytest.mark.parametrize("batched", [True, False])
-def test_cell_matches_torch(family, batched):
+@pytest.mark.parametrize("bias", [True, False])
+def test_cell_matches_torch(family, batched, bias):
     torch = pytest.importorskip("torch")
     cls, torch_name, extra = CELLS[family]
     B, I, H = 3, 4, 5
     torch.manual_seed(0)
-    ref = getattr(torch.nn, torch_name)(I, H, **extra).double()
-    ours = _float64(cls(I, H, **extra))
+    ref = getattr(torch.nn, torch_name)(I, H, bias=bias, **extra).double()
+    ours = _float64(cls(I, H, bias=bias, **extra))
     ours.load_state_dict(_state_dict_from_torch(ref))
     rng = np.random.default_rng(2)
     lead = (B,) if batched else ()
@@ -171,6 +173,7 @@ def test_cell_matches_torch(family, batched):
     if family == "lstm":
         np.testing.assert_allclose(co.grad.numpy(), ct.grad.numpy(), atol=1e-6)
     ours_params = dict(ours.named_parameters())
+    assert list(ours_params) == [n for n, _ in ref.named_parameters()]
     for name, p in ref.named_parameters():
         np.testing.assert_allclose(ours_params[name].grad.numpy(), p.grad.numpy(), atol=1e-6,
                                    err_msg=name)
@@ -190,11 +193,11 @@ def _packed_outputs(family, out, state):
 @settings(max_examples=10)
 @given(T=st.integers(1, 4), B=st.integers(1, 3), I=st.integers(1, 3), H=st.integers(1, 3),
        num_layers=st.integers(1, 2), bidirectional=st.booleans(), batch_first=st.booleans(),
-       data=st.data())
-def test_layer_gradcheck(family, T, B, I, H, num_layers, bidirectional, batch_first, data):
+       bias=st.booleans(), data=st.data())
+def test_layer_gradcheck(family, T, B, I, H, num_layers, bidirectional, batch_first, bias, data):
     cls, _, extra = LAYERS[family]
     layer = _float64(cls(I, H, num_layers=num_layers, bidirectional=bidirectional,
-                         batch_first=batch_first, **extra))
+                         batch_first=batch_first, bias=bias, **extra))
     D = 2 if bidirectional else 1
     lengths = data.draw(st.none() | st.lists(st.integers(1, T), min_size=B, max_size=B))
     rng = np.random.default_rng(T * 100 + B * 10 + H)
@@ -254,6 +257,38 @@ def test_fused_rnn_cell_matches_primitives(nonlinearity):
     grads = []
     for fn in (lambda *a: ops_rnn.RNNCell.apply(*a, nonlinearity=nonlinearity),
                lambda *a: rnn_cell_primitives(*a, nonlinearity)):
+        ts = [Tensor(a, requires_grad=True) for a in arrays]
+        y = fn(*ts)
+        y.backward(Tensor(up))
+        grads.append([y.numpy()] + [t.grad.numpy() for t in ts])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lengths", [None, [4, 1, 3]])
+def test_fused_rnn_layer_matches_unrolled_primitives(nonlinearity, reverse, lengths):
+    """RNNLayer (one Function, hand-written BPTT) against the loop of the primitive cell, with
+    padding steps written as h = m * h_new + (1 - m) * h and out = m * h_new."""
+    rng = np.random.default_rng(0)
+    T, B, I, H = 4, 3, 2, 3
+    arrays = [rng.standard_normal(s) for s in ((T, B, I), (B, H), (H, I), (H, H), (H,), (H,))]
+    up = rng.standard_normal((T + 1, B, H))
+    lens = None if lengths is None else np.array(lengths)
+
+    def unrolled(x, h, *w):
+        outs = [None] * T
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            h_new = rnn_cell_primitives(x[t], h, *w, nonlinearity)
+            m = np.ones((B, 1)) if lens is None else (t < lens)[:, None].astype(float)
+            outs[t] = h_new * m
+            h = h_new * m + h * (1 - m)
+        return stack(outs + [h])                                            # (T+1, B, H)
+
+    grads = []
+    for fn in (lambda *a: ops_rnn.RNNLayer.apply(*a, nonlinearity=nonlinearity, lengths=lens,
+                                                 reverse=reverse), unrolled):
         ts = [Tensor(a, requires_grad=True) for a in arrays]
         y = fn(*ts)
         y.backward(Tensor(up))
@@ -356,10 +391,26 @@ def test_cell_bad_input(family):
     cell = cls(3, 4, **extra)
     with pytest.raises(ValueError, match=r"\(B, 3\) or unbatched \(3,\), got shape \(2, 5\)"):
         cell(np.zeros((2, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(B, 3\) or unbatched \(3,\), got shape \(2, 1, 3\)"):
+        cell(np.zeros((2, 1, 3), dtype=np.float32))
     bad_h = np.zeros((2, 5), dtype=np.float32)
     x = np.zeros((2, 3), dtype=np.float32)
     with pytest.raises(ValueError, match=r"h of shape \(2, 4\), got \(2, 5\)"):
         cell(x, (bad_h, None) if family == "lstm" else bad_h)
+    with pytest.raises(ValueError, match=r"h of shape \(4,\), got \(2, 4\)"):
+        cell(x[0], (bad_h[:, :4], None) if family == "lstm" else bad_h[:, :4])
+    if family == "lstm":
+        with pytest.raises(ValueError, match=r"LSTMCell: expected c of shape \(2, 4\), got \(2, 5"):
+            cell(x, (None, bad_h))
+        with pytest.raises(TypeError, match=r"LSTMCell: hx must be a pair \(h, c\)"):
+            cell(x, np.zeros((2, 4), dtype=np.float32))
+
+
+def test_lstm_state_must_be_a_pair():
+    layer = LSTM(3, 4, num_layers=2)
+    x = np.zeros((5, 2, 3), dtype=np.float32)
+    with pytest.raises(TypeError, match=r"LSTM: hx must be a pair \(h0, c0\), got ndarray"):
+        layer(x, np.zeros((2, 2, 4), dtype=np.float32))
 
 
 def test_bad_constructor_arguments():
@@ -433,6 +484,20 @@ def test_dropout_between_layers_only_in_training():
         eval_b, _ = layer(x)
     assert not np.allclose(train_a.numpy(), train_b.numpy())
     np.testing.assert_array_equal(eval_a.numpy(), eval_b.numpy())
+
+
+@pytest.mark.parametrize("family", list(LAYERS))
+def test_no_dropout_after_the_last_layer(family):
+    """As in torch, dropout acts on the outputs of every layer except the last: a one-layer
+    network gives the same output in training as in eval, whatever ``dropout`` says."""
+    cls, _, extra = LAYERS[family]
+    layer = cls(3, 4, num_layers=1, dropout=0.5, **extra)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    with no_grad():
+        train, _ = layer(x)
+        layer.eval()
+        evaluated, _ = layer(x)
+    np.testing.assert_array_equal(train.numpy(), evaluated.numpy())
 
 
 def test_float32_stays_float32():

@@ -23,6 +23,18 @@ from tinygrad_llm.ops import rnn as _rnn
 __all__ = ["LSTMCell", "LSTM"]
 
 
+def _unpack_pair(name, what, hx):
+    """The LSTM's state is a pair: (None, None) for None, else the pair itself. A lone array
+    would otherwise be unpacked along its first axis into a wrong h and c."""
+    if hx is None:
+        return None, None
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        got = f"a {type(hx).__name__} of length {len(hx)}" if isinstance(hx, (tuple, list)) \
+            else type(hx).__name__
+        raise TypeError(f"{name}: hx must be a pair {what}, got {got}")
+    return hx
+
+
 class LSTM(RNNBase):
     r"""``out, (h_n, c_n) = lstm(x, (h0, c0)=None, lengths=None)``, torch.nn.LSTM's arguments:
     LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
@@ -37,7 +49,7 @@ class LSTM(RNNBase):
     has_cell_state = True
 
     def forward(self, x, hx=None, lengths=None):
-        h0, c0 = (None, None) if hx is None else hx
+        h0, c0 = _unpack_pair("LSTM", "(h0, c0)", hx)
         out, h_n, c_n = self._run(x, h0, c0, lengths)
         return out, (h_n, c_n)
 
@@ -64,7 +76,7 @@ class LSTMCell(RNNCellBase):
     gates = 4
 
     def forward(self, x, hx=None):
-        h, c = (None, None) if hx is None else hx
+        h, c = _unpack_pair("LSTMCell", "(h, c)", hx)
         x, (h, c), batched = self._check(x, [("h", h), ("c", c)])
         hc = _rnn.LSTMCell.apply(x, h, c, *self.weights())                  # (2, B, H)
         h_new, c_new = hc[0], hc[1]                                         # (B, H) each
