@@ -40,6 +40,28 @@ def test_classifier_quick_run_beats_chance(capsys, tmp_path):
     assert all(0 <= p["p_positive"] <= 1 for p in preds)
 
 
+def test_classifier_gru_flag(capsys):
+    clf = _load("lstm_classifier")
+    args = ["--limit", "400", "--epochs", "1", "--maxlen", "8", "--num-words", "500",
+            "--embed-dim", "8", "--hidden-size", "8", "--no-baseline", "--no-progress",
+            "--cell", "gru"]
+    assert clf.main(args) == 0
+    out = capsys.readouterr().out
+    assert "(rnn): GRU(8, 8, batch_first=True)" in out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert 0 <= result["test_accuracy"] <= 1 and "baseline_test_accuracy" not in result
+
+
+def test_classifier_split_is_fixed_and_disjoint():
+    """80/10/10 of the 10,568 non-neutral sentences, the same whatever --seed says."""
+    clf = _load("lstm_classifier")
+    split = clf.load_split(None)
+    assert {k: len(v[0]) for k, v in split.items()} == {"train": 8454, "val": 1056, "test": 1058}
+    train, val, test = (set(split[k][0]) for k in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+    assert clf.load_split(None)["test"][0] == split["test"][0]
+
+
 def test_classifier_bad_data_file_names_the_line(capsys, tmp_path):
     clf = _load("lstm_classifier")
     assert clf.main(["--data", str(tmp_path / "missing.tsv")]) == 2
