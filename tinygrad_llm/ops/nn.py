@@ -10,7 +10,7 @@ one pass instead of several, fewer temporaries, and only what backward needs is 
 import math
 
 from tinygrad_llm import backend
-from tinygrad_llm.ops.special import normal_cdf
+from tinygrad_llm.ops.special import normal_cdf_and_pdf
 from tinygrad_llm.ops.unary import stable_sigmoid
 from tinygrad_llm.tensor import Function
 
@@ -174,50 +174,50 @@ class LayerNorm(Function):
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
 class GELU(Function):
     r"""Gaussian error linear unit, y = x Phi(x), Phi the standard normal CDF.
 
-    approximate='none':  Phi(x) = (1 + erf(x / sqrt 2)) / 2   (``normal_cdf`` in ops/special.py)
-        dx = dy (Phi(x) + x phi(x)),   phi(x) = e^{-x^2/2} / sqrt(2 pi)
+    approximate='none':  Phi(x) = (1 + erf(x / sqrt 2)) / 2   (``normal_cdf_and_pdf`` in
+    ops/special.py, which also gives the density phi(x) = e^{-x^2/2} / sqrt(2 pi))
+        dy/dx = Phi(x) + x phi(x)
     approximate='tanh':  y = x (1 + tanh u) / 2,   u = sqrt(2/pi) (x + 0.044715 x^3)
-        dx = dy ((1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2),  t = tanh u
+        dy/dx = (1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2,   t = tanh u
+
+    Forward computes y and its slope dy/dx together (they share Phi, phi or t), block by block
+    on the CPU (backend.blockwise: cache-sized pieces), and saves only the slope: backward is
+    then one multiply, dx = dy * dy/dx.
     """
 
     def forward(self, x, approximate="none"):
-        self.x, self.approximate = x, approximate
-        # The formulas run block by block on the CPU (backend.blockwise: cache-sized pieces)
         if approximate == "none":
-            self.phi_cdf = backend.blockwise(normal_cdf, x)                 # saved: Phi(x)
-            return x * self.phi_cdf
-        if approximate == "tanh":
-            self.t = backend.blockwise(_tanh_u, x)                          # saved: tanh u
-            return 0.5 * x * (1 + self.t)
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+            y, self.slope = backend.blockwise(_gelu_and_slope, x)          # saved: dy/dx
+        elif approximate == "tanh":
+            y, self.slope = backend.blockwise(_gelu_tanh_and_slope, x)     # saved: dy/dx
+        else:
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return y
 
     def backward(self, dy):
-        if self.approximate == "none":
-            return (backend.blockwise(_gelu_backward, dy, self.x, self.phi_cdf),)
-        return (backend.blockwise(_gelu_tanh_backward, dy, self.x, self.t),)
+        return (dy * self.slope,)                                           # dx = dy dy/dx
 
 
-def _tanh_u(x):
-    """t = tanh u,  u = sqrt(2/pi) (x + 0.044715 x^3)"""
-    return backend.get_xp(x).tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+def _gelu_and_slope(x):
+    """y = x Phi(x),  dy/dx = Phi(x) + x phi(x)"""
+    phi_cdf, pdf = normal_cdf_and_pdf(x)
+    pdf *= x                                                # x phi(x), in place
+    pdf += phi_cdf                                          # dy/dx
+    phi_cdf *= x                                            # y
+    return phi_cdf, pdf
 
 
-def _gelu_backward(dy, x, phi_cdf):
-    """y = x Phi(x)  =>  dx = dy (Phi(x) + x phi(x)),  phi(x) = e^{-x^2/2} / sqrt(2 pi)"""
-    pdf = backend.get_xp(x).exp(-0.5 * x * x) * _INV_SQRT_2PI
-    return dy * (phi_cdf + x * pdf)
-
-
-def _gelu_tanh_backward(dy, x, t):
-    """y = x (1 + t) / 2  =>  dx = dy ((1 + t) / 2 + x (1 - t^2) du/dx / 2)"""
+def _gelu_tanh_and_slope(x):
+    """t = tanh u:  y = x (1 + t) / 2,  dy/dx = (1 + t) / 2 + x (1 - t^2) du/dx / 2"""
+    t = backend.get_xp(x).tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
     du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+    half_1_plus_t = 0.5 * (1 + t)
+    return x * half_1_plus_t, half_1_plus_t + 0.5 * x * (1 - t * t) * du
 
 
 class Linear(Function):
