@@ -12,6 +12,10 @@ parameter's position in the groups (0, 1, 2, ... in order), never by ``id()``, s
 
 Symbols: p a parameter, g its gradient, t the step count (from 1), lr the learning rate, wd the
 weight decay. All updates run in the parameter's dtype (float32 stays float32) and on its device.
+
+Adam and AdamW keep every parameter, gradient and moment in one flat buffer each (``FlatBuffers``):
+each parameter's ``.data`` and ``.grad`` are views into them, so a step is a few in-place vector
+ops per group (``adam_update_flat``), ``zero_grad`` is one fill and ``clip_grad_norm_`` one pass.
 """
 
 import math
@@ -20,8 +24,8 @@ from tinygrad_llm import backend
 from tinygrad_llm.sparse import RowSparseGrad, scatter_add_rows
 from tinygrad_llm.tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "set_lr", "constant_lr",
-           "step_lr", "warmup_cosine_lr"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "FlatBuffers", "adam_update_flat",
+           "clip_grad_norm_", "set_lr", "constant_lr", "step_lr", "warmup_cosine_lr"]
 
 
 class Optimizer:
@@ -82,10 +86,14 @@ class Optimizer:
                 yield i, group, p
                 i += 1
 
-    def zero_grad(self):
-        """Drop every parameter's gradient (``p.grad = None``, torch's default)."""
+    def zero_grad(self, set_to_none=True):
+        """Drop every parameter's gradient (``p.grad = None``, torch's default), or with
+        ``set_to_none=False`` set it to zeros in place."""
         for _, _, p in self._indexed_params():
-            p.grad = None
+            if set_to_none or p.grad is None or isinstance(p.grad, RowSparseGrad):
+                p.grad = None
+            else:
+                p.grad.data.fill(0)
 
     def step(self):
         """Update every parameter that has a gradient, once."""
@@ -201,6 +209,119 @@ class SGD(Optimizer):
         p.data -= lr * g                                           # p <- p - lr d
 
 
+class FlatBuffers:
+    r"""One flat array per role over all of an optimizer's parameters; each parameter a view.
+
+    Parameter i owns the slice ``offsets[i]:offsets[i + 1]`` of every buffer, and the groups are
+    contiguous (the parameters are numbered group after group), so group k is one slice too:
+
+        buffers["param"]     p.data of every parameter, back to back    (n,)
+        buffers["grad"]      p.grad.data                                (n,)
+        buffers[name]        optimizer state, e.g. exp_avg, exp_avg_sq  (n,)
+        buffers["scratch"]   room for the temporaries of an update      (n,)
+
+    Built once the parameters share a device and a dtype (``build`` gives None otherwise). After
+    it, ``p.data`` is a view of "param"; backward accumulates into ``p.grad.data`` in place when
+    ``p.grad`` exists, so gradients land in "grad" once ``zero_grad`` has pointed ``p.grad`` there.
+    A user may still rebind ``p.data`` (``Module.load_state_dict``) or ``p.grad`` (``p.grad =
+    ...``, ``model.zero_grad()`` then backward): ``adopt`` copies such arrays into the buffers
+    and points them back at their views before each step.
+    """
+
+    def __init__(self, params, state_names):
+        self.params = params
+        first = params[0].data
+        xp = backend.get_xp(first)
+        self.device, self.dtype = backend.device_of(first), first.dtype
+        sizes = [p.size for p in params]
+        self.offsets = [0]
+        for n in sizes:
+            self.offsets.append(self.offsets[-1] + n)
+        total = self.offsets[-1]
+        self.buffers = {name: xp.zeros(total, dtype=self.dtype)                 # (n,) each
+                        for name in ("param", "grad", "scratch", *state_names)}
+        self.views = {name: [self.slice(name, i, i + 1).reshape(p.shape)
+                             for i, p in enumerate(params)]
+                      for name in self.buffers}
+        for p, view in zip(params, self.views["param"]):
+            view[...] = p.data
+            p.data = view
+
+    @classmethod
+    def build(cls, params, state_names):
+        first = params[0].data
+        same = all(type(p.data) is type(first) and p.dtype == first.dtype
+                   and backend.device_of(p.data) == backend.device_of(first) for p in params)
+        return cls(params, state_names) if same else None
+
+    def slice(self, name, start, stop):
+        """Parameters start..stop-1 of buffer ``name``: one contiguous (n,) view."""
+        return self.buffers[name][self.offsets[start]:self.offsets[stop]]
+
+    def zero_grad(self):
+        """One fill; every ``p.grad`` is (again) a view of the zeroed "grad" buffer."""
+        self.buffers["grad"].fill(0)
+        for p, view in zip(self.params, self.views["grad"]):
+            if p.grad is None or p.grad.data is not view:
+                p.grad = Tensor._wrap(view)
+
+    def fits(self):
+        """True while every parameter keeps this device and dtype (``Module.to`` may change
+        them)."""
+        return all(backend.device_of(p.data) == self.device and p.dtype == self.dtype
+                   for p in self.params)
+
+    def adopt(self, start, stop):
+        """Before a step of parameters start..stop-1: copy rebound ``p.data`` / ``p.grad`` arrays
+        into the buffers and point them back at their views. False if a gradient is missing or
+        row-sparse (that group then takes the per-parameter path)."""
+        for i in range(start, stop):
+            p, data_view, grad_view = self.params[i], self.views["param"][i], self.views["grad"][i]
+            if p.grad is None or isinstance(p.grad, RowSparseGrad):
+                return False
+            if p.data is not data_view:
+                data_view[...] = p.data
+                p.data = data_view
+            if p.grad.data is not grad_view:
+                grad_view[...] = p.grad.data
+                p.grad = Tensor._wrap(grad_view)
+        return True
+
+
+def adam_update_flat(p, g, m, v, scratch, lr, beta1, beta2, eps, weight_decay, step,
+                     decoupled):
+    r"""One Adam (``decoupled=False``) or AdamW step on flat arrays, all in place:
+
+        p <- p (1 - lr wd)                          (AdamW: decay the weights directly)
+        g <- g + wd p                               (Adam: weight decay as an L2 penalty)
+        m <- beta1 m + (1 - beta1) g
+        v <- beta2 v + (1 - beta2) g^2
+        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    ``p, g, m, v, scratch`` are same-shaped arrays (``scratch`` holds the temporaries); the rest
+    are Python numbers. The same arithmetic, in the same order, as ``Adam._update``.
+    """
+    xp = backend.get_xp(p)
+    if weight_decay and decoupled:
+        p *= 1 - lr * weight_decay                                 # p <- p (1 - lr wd)
+    elif weight_decay:
+        g = g + weight_decay * p                                   # g <- g + wd p (a copy)
+    xp.multiply(g, 1 - beta1, out=scratch)                         # m <- b1 m + (1-b1) g
+    m *= beta1
+    m += scratch
+    xp.multiply(g, g, out=scratch)                                 # v <- b2 v + (1-b2) g^2
+    scratch *= 1 - beta2
+    v *= beta2
+    v += scratch
+    bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step            # Python floats
+    xp.sqrt(v, out=scratch)                                        # sqrt(v / b2c) + eps
+    scratch *= 1 / math.sqrt(bias2)
+    scratch += eps
+    xp.divide(m, scratch, out=scratch)                             # m / denom
+    scratch *= lr / bias1
+    p -= scratch                                                   # p <- p - lr m^ / denom
+
+
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba, 2015) with torch's L2-style weight decay (added to the gradient).
 
@@ -210,9 +331,16 @@ class Adam(Optimizer):
         p <- p - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
     The two divisions undo the zero initialisation of m and v (bias correction).
+
+    Parameters, gradients and moments live in flat buffers (``FlatBuffers``) when the parameters
+    share a device and dtype: a group whose parameters all have dense gradients and the same step
+    count is updated by one ``adam_update_flat`` call on its slices; any other group parameter by
+    parameter (``_update``, on the same views). ``zero_grad()`` is then one fill that leaves zeros
+    (as torch's ``zero_grad(set_to_none=False)``); ``zero_grad(set_to_none=True)`` drops them.
     """
 
     decoupled = False
+    _state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         betas = tuple(float(b) for b in betas)
@@ -222,15 +350,80 @@ class Adam(Optimizer):
         if eps < 0:
             raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {eps}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.flat = FlatBuffers.build([p for _, _, p in self._indexed_params()],
+                                      self._state_names)
+
+    def zero_grad(self, set_to_none=False):
+        """One fill of the flat gradient buffer (gradients become zeros, views of it); with
+        ``set_to_none=True`` (or without flat buffers) ``p.grad = None`` as torch's default."""
+        if set_to_none or self.flat is None:
+            super().zero_grad(set_to_none=True)
+        else:
+            self.flat.zero_grad()
+
+    def _new_state(self, i, p):
+        """State of parameter i at its first step: moments are zeros (views of the buffers)."""
+        if self.flat is not None and self.flat.fits():
+            moments = {name: self.flat.views[name][i] for name in self._state_names}
+        else:
+            xp = backend.get_xp(p.data)
+            moments = {name: xp.zeros_like(p.data) for name in self._state_names}
+        return {"step": 0, **moments}
+
+    def step(self):
+        """Update every parameter that has a gradient, once: a whole group at a time if it can."""
+        flat = self.flat
+        if flat is not None and not flat.fits():   # moved or cast by Module.to: rebuild
+            flat = self.flat = self._rebuild_flat()
+        start = 0
+        for group in self.param_groups:
+            stop = start + len(group["params"])
+            states = [self.state.get(i) for i in range(start, stop)]
+            steps = {s["step"] if s else 0 for s in states}
+            if flat is not None and stop > start and len(steps) == 1 and flat.adopt(start, stop):
+                for i, p, s in zip(range(start, stop), group["params"], states):
+                    if not s:
+                        s = self.state[i] = self._new_state(i, p)
+                    s["step"] += 1
+                (beta1, beta2), t = group["betas"], steps.pop() + 1
+                adam_update_flat(*(flat.slice(name, start, stop) for name in
+                                   ("param", "grad", "exp_avg", "exp_avg_sq", "scratch")),
+                                 group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                                 t, self.decoupled)
+            else:
+                for i, p in zip(range(start, stop), group["params"]):
+                    if p.grad is not None:
+                        if i not in self.state:
+                            self.state[i] = self._new_state(i, p)
+                        self._update(p, p.grad.data, group, self.state[i])
+            start = stop
+
+    def _rebuild_flat(self):
+        """New buffers on the parameters' current device and dtype, state copied across."""
+        params = self.flat.params
+        flat = FlatBuffers.build(params, self._state_names)
+        if flat is not None:
+            for i, s in self.state.items():
+                for name in self._state_names:
+                    view = flat.views[name][i]
+                    view[...] = backend.to_device(backend.to_numpy(s[name]), flat.device)
+                    s[name] = view
+        return flat
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if self.flat is not None and self.flat.fits():
+            for i, s in self.state.items():       # the loaded moments go into the buffers
+                for name in self._state_names:
+                    if name in s:
+                        view = self.flat.views[name][i]
+                        view[...] = s[name]
+                        s[name] = view
 
     def _update(self, p, g, group, state):
         xp = backend.get_xp(p.data)
         lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
                                        group["weight_decay"])
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         if wd and self.decoupled:
@@ -270,19 +463,46 @@ def clip_grad_norm_(params, max_norm, eps=1e-6):
         g <- g * min(1, max_norm / (total + eps))
 
     Returns the norm before clipping as a 0-d Tensor (no host sync on a GPU; ``.item()`` gives
-    the number). Parameters without a gradient are skipped.
+    the number). Parameters without a gradient are skipped. Gradients that are views covering
+    one flat buffer (an Adam optimizer's, see ``FlatBuffers``) take one pass over that buffer. A
+    row-sparse gradient (``Embedding(sparse=True)``) counts each row once, its repeated indices
+    summed first (``coalesce``), and is scaled in place.
     """
     if isinstance(params, Tensor):
         params = [params]
-    grads = [p.grad.data for p in params if p.grad is not None]
+    grads, seen = [], set()
+    for p in params:
+        if p.grad is not None and id(p) not in seen:
+            seen.add(id(p))
+            grads.append(p.grad)
     if not grads:
         return Tensor(0.0)
-    xp = backend.get_xp(grads[0])
-    total = xp.sqrt(sum(xp.vdot(g.ravel(), g.ravel()) for g in grads))  # one pass per gradient
-    coef = xp.minimum(max_norm / (total + eps), 1.0).astype(grads[0].dtype)
-    for g in grads:
-        g *= coef
+    for n, g in enumerate(grads):
+        if isinstance(g, RowSparseGrad):          # replaced by its coalesced form, in p.grad too
+            grads[n] = g.coalesce()
+            for p in params:
+                if p.grad is g:
+                    p.grad = grads[n]
+    arrays = [g.values if isinstance(g, RowSparseGrad) else g.data for g in grads]
+    xp = backend.get_xp(arrays[0])
+    total = xp.sqrt(sum(xp.vdot(a.ravel(), a.ravel()) for a in _whole_buffers(arrays)))
+    coef = xp.minimum(max_norm / (total + eps), 1.0).astype(arrays[0].dtype)
+    for a in _whole_buffers(arrays):
+        a *= coef
     return Tensor._wrap(xp.asarray(total))
+
+
+def _whole_buffers(arrays):
+    """``arrays`` with every set of views that exactly tiles one flat buffer replaced by that
+    buffer (one pass instead of one per view); other arrays as they are."""
+    by_base = {}
+    for a in arrays:
+        if a.base is not None and a.base.ndim == 1 and a.base.flags.c_contiguous:
+            by_base.setdefault(id(a.base), []).append(a)
+    whole = {key for key, views in by_base.items()
+             if sum(v.size for v in views) == views[0].base.size}
+    out = [views[0].base for key, views in by_base.items() if key in whole]
+    return out + [a for a in arrays if a.base is None or id(a.base) not in whole]
 
 
 # ---- learning-rate schedules -----------------------------------------------------------------
