@@ -410,7 +410,8 @@ def setup(args):
     else:
         config = GPTConfig(vocab_size=tok.vocab_size, block_size=opts["block_size"],
                            n_layer=opts["n_layer"], n_head=opts["n_head"],
-                           n_embd=opts["n_embd"], dropout=opts["dropout"], bias=True)
+                           n_embd=opts["n_embd"], dropout=opts["dropout"],
+                           bias=False)  # nanoGPT's train.py default: no biases in Linear, LayerNorm
         model = GPT(config).to(device)
     if model.config.vocab_size < tok.vocab_size:
         raise UsageError(f"the tokenizer has {tok.vocab_size} tokens but the model only "
