@@ -169,8 +169,10 @@ def scatter_add(a, indices, values):
     r"""In place: ``a[indices] += values``, where repeated indices add up (unlike ``a[i] += v``).
 
     NumPy spells it ``np.add.at``, CuPy ``cupyx.scatter_add``. On the CPU ``np.add.at`` is slow
-    for an embedding's backward (a 2-D table indexed by a 1-D id array), so there we sort the ids,
-    sum each run of equal ids with ``np.add.reduceat`` and add the sums to distinct rows.
+    for an embedding's backward (a 2-D table indexed by a 1-D id array: 5x slower for GPT's
+    (768, 128) token gradient), so there we sort the ids, sum each run of equal ids with
+    ``np.add.reduceat`` and add the sums to distinct rows. When no id repeats (the position
+    embedding's 0..T-1), a plain fancy-indexed ``+=`` is already exact.
     """
     xp = get_xp(a)
     if xp is np:
@@ -178,14 +180,18 @@ def scatter_add(a, indices, values):
         # 2-D index of the first axis); a list is one index array.
         idx = np.asarray(indices) if isinstance(indices, list) else indices
         if (isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" and idx.ndim == 1
-                and a.ndim >= 1 and values.ndim == a.ndim and idx.size > 64):
-            if idx.dtype.kind == "i" and idx.min() < 0:     # -1 and n-1 are the same row
+                and a.ndim >= 1 and values.ndim == a.ndim and values.shape[0] == idx.size):
+            if idx.size and idx.dtype.kind == "i" and idx.min() < 0:  # -1 and n-1: one row
                 idx = np.where(idx < 0, idx + a.shape[0], idx)
             order = np.argsort(idx, kind="stable")           # group equal ids together
             sorted_idx = idx[order]
-            starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
-            sums = np.add.reduceat(values[order], starts, axis=0)  # one sum per distinct id
-            a[sorted_idx[starts]] += sums                     # distinct ids: plain += is exact
+            new_run = sorted_idx[1:] != sorted_idx[:-1]      # (N-1,)
+            if new_run.all():                                 # every id once
+                a[idx] += values
+            else:
+                starts = np.flatnonzero(np.r_[True, new_run])
+                sums = np.add.reduceat(values[order], starts, axis=0)  # one sum per distinct id
+                a[sorted_idx[starts]] += sums                 # distinct ids: plain += is exact
         else:
             np.add.at(a, idx, values)
         return a
