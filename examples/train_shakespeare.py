@@ -16,12 +16,18 @@ With no arguments it runs nanoGPT's shakespeare_char CPU configuration (4 layers
 
     python examples/train_shakespeare.py                    # CPU, a few minutes
     python examples/train_shakespeare.py --device cuda      # the baby GPT on a GPU
+    python examples/train_shakespeare.py --device cuda --no-tf32 --no-cuda-kernels   # slower
     python examples/train_shakespeare.py --resume           # continue from out-shakespeare/
     python examples/sample.py --start "ROMEO:"              # sample from the checkpoint
 
 Output in --out-dir: ``ckpt.npz`` (weights, AdamW state, config, tokenizer, iteration and random
 state; written atomically, no pickle), ``log.jsonl`` (one line per evaluation), ``loss.png``
 (with matplotlib), ``tokenizer.json``. Ctrl-C saves a checkpoint, then exits.
+
+On cuda, matmuls run in TF32 (as nanoGPT's ``allow_tf32``; ``--no-tf32`` for full float32), the
+fused CUDA kernels are on (``--no-cuda-kernels`` for plain CuPy), the step reads nothing back
+to the host except the loss every 10 iterations, and each log line adds CuPy's memory pool
+figures (``pool_used_bytes``, ``pool_total_bytes``).
 """
 
 import argparse
@@ -90,6 +96,10 @@ def parse_args(argv=None):
     p.add_argument("--sample-chars", type=int, default=500,
                    help="tokens to sample at the end (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar (plain log lines)")
+    p.add_argument("--no-tf32", action="store_true",
+                   help="cuda: full float32 matmuls (TF32 tensor-core matmuls are the default)")
+    p.add_argument("--no-cuda-kernels", action="store_true",
+                   help="cuda: plain CuPy ops instead of the fused CUDA kernels")
     return p.parse_args(argv)
 
 
@@ -355,6 +365,10 @@ def setup(args):
         device = backend.check_device(args.device)
     except (RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
+    if device == "cuda":                            # before the first matmul
+        backend.set_matmul_precision("highest" if args.no_tf32 else "tf32")
+        if args.no_cuda_kernels:
+            backend.use_cuda_kernels(False)
     explicit = given(args)
     check_options(explicit)
     out_dir = Path(args.out_dir)
@@ -456,6 +470,9 @@ def train(run, progress_enabled=True):
     print(f"{model.num_parameters() / 1e6:.2f}M parameters; vocab {run['tok'].vocab_size}; "
           f"train {len(run['splits']['train']):,} / val {len(run['splits']['val']):,} tokens; "
           f"device {device}; iterations {start} -> {max_iters}", flush=True)
+    if device == "cuda":
+        print(f"cuda: {backend.matmul_precision()} matmuls, fused kernels "
+              f"{'on' if backend.cuda_kernels_enabled() else 'off'}", flush=True)
 
     stop = {"flag": False}
 
@@ -489,11 +506,18 @@ def train(run, progress_enabled=True):
                            "val_loss": round(losses["val"], 6), "lr": lr,
                            "elapsed_s": round(run["state"]["elapsed_s"], 3),
                            "ms_per_iter": round(ms, 2) if ms is not None else None}
+                    if device == "cuda":                # CuPy's memory pool, in bytes
+                        pool = backend.memory_stats("cuda")
+                        row["pool_used_bytes"] = pool["used_bytes"]
+                        row["pool_total_bytes"] = pool["total_bytes"]
                     with open(log_path, "a", encoding="utf-8") as f:
                         f.write(json.dumps(row) + "\n")
                     progress.write(f"iter {it}: train loss {losses['train']:.4f}, val loss "
                                    f"{losses['val']:.4f}, lr {lr:.2e}"
-                                   + (f", {ms:.1f} ms/iter" if ms is not None else ""))
+                                   + (f", {ms:.1f} ms/iter" if ms is not None else "")
+                                   + (f", pool {row['pool_used_bytes'] / 2**20:.0f}/"
+                                      f"{row['pool_total_bytes'] / 2**20:.0f} MiB"
+                                      if device == "cuda" else ""))
                     save_checkpoint(ckpt_path, model, opt, make_meta(run, it, True))
                     window_start, window_iters = time.perf_counter(), 0
             if it == max_iters:

@@ -492,3 +492,62 @@ def test_gpu_gpt_step_with_and_without_kernels_agree(gpu):
                 out.append(loss.item())
             losses[enabled] = out
     np.testing.assert_allclose(losses[True], losses[False], rtol=2e-3)
+
+
+# ---- examples/train_shakespeare.py on "cuda" (the stand-in) ----------------------------------
+def _train_script():
+    import importlib.util
+    import pathlib
+    import sys
+    examples = pathlib.Path(__file__).resolve().parents[1] / "examples"
+    spec = importlib.util.spec_from_file_location("train_shakespeare_cuda",
+                                                  examples / "train_shakespeare.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(examples))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def _run_cuda(tmp_path, max_iters, *flags):
+    from tinygrad_llm.data import tiny_shakespeare
+    data = tmp_path / "small.txt"
+    data.write_text(tiny_shakespeare()[:5000], encoding="utf-8")
+    out = tmp_path / f"out{max_iters}{''.join(flags)}"
+    argv = ["--device", "cuda", "--data", str(data), "--out-dir", str(out), "--n-layer", "1",
+            "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+            "--eval-iters", "1", "--eval-interval", "100", "--max-iters", str(max_iters),
+            "--sample-chars", "0", "--no-progress", *flags]
+    with fake_cupy.counting() as counts:
+        assert _train_script().main(argv) == 0
+        syncs = counts["sync"]
+    import json
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return rows, syncs
+
+
+def test_train_script_on_cuda_logs_the_memory_pool_and_syncs_once_per_10_steps(
+        fake_cuda, tmp_path, monkeypatch, capsys):
+    """Two runs that differ only in length (10 and 20 steps; evaluations at the first and last
+    iteration in both): the ten extra training steps add exactly one host sync, the loss read
+    for the progress line at iteration 10. So a step itself reads nothing back."""
+    monkeypatch.setenv("CUPY_TF32", "1")
+    backend.cuda_status()                     # probed (one sync) before, not inside, the runs
+    rows, syncs10 = _run_cuda(tmp_path, 10)
+    assert [r["iter"] for r in rows] == [0, 10]
+    assert all(r["pool_used_bytes"] >= 0 and r["pool_total_bytes"] >= 0 for r in rows)
+    rows, syncs20 = _run_cuda(tmp_path, 20)
+    assert syncs20 - syncs10 == 1, (syncs10, syncs20)
+    assert backend.matmul_precision() == "tf32"
+    assert "cuda: tf32 matmuls" in capsys.readouterr().out
+
+
+def test_train_script_no_tf32_and_no_cuda_kernels_flags(fake_cuda, tmp_path, monkeypatch,
+                                                        capsys):
+    monkeypatch.setenv("CUPY_TF32", "1")
+    with kernels(True):
+        _run_cuda(tmp_path, 1, "--no-tf32", "--no-cuda-kernels")
+        assert backend.matmul_precision() == "highest" and not backend.cuda_kernels_enabled()
+    assert "cuda: highest matmuls, fused kernels off" in capsys.readouterr().out
