@@ -215,7 +215,8 @@ class Tensor:
         return float(self.item())
 
     def __repr__(self):
-        body = np.array2string(self.numpy(), separator=", ", prefix="Tensor(", threshold=20)
+        body = np.array2string(backend.to_numpy(self.data), separator=", ", prefix="Tensor(",
+                               threshold=20)
         extras = f", dtype={self.dtype}, device={self.device!r}"
         if self._ctx is not None:
             extras += f", grad_fn={type(self._ctx).__name__}"
@@ -234,8 +235,10 @@ class Tensor:
         return np.asarray(self.data, dtype=dtype)
 
     def numpy(self):
-        """A NumPy copy-free view on the CPU, a host copy from a GPU."""
-        return backend.to_numpy(self.data)
+        """A NumPy copy of the data, from any device: changing it never changes the tensor
+        (as torch's ``.numpy()`` after ``.cpu()`` on a GPU; use ``.data`` for the array itself)."""
+        a = backend.to_numpy(self.data)             # a host copy from a GPU, itself on the CPU
+        return a.copy() if a is self.data else a
 
     def item(self):
         if self.size != 1:
@@ -244,7 +247,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self):
-        return self.numpy().tolist()
+        return backend.to_numpy(self.data).tolist()
 
     def detach(self):
         """The same data, cut from the graph."""

@@ -116,7 +116,7 @@ class Module:
     # ---- state dict ----------------------------------------------------------------------------
     def state_dict(self):
         """{dotted name: NumPy array}, tied parameters under each of their names (as torch)."""
-        return {name: p.numpy().copy() for name, p in self.named_parameters(remove_duplicate=False)}
+        return {name: p.numpy() for name, p in self.named_parameters(remove_duplicate=False)}
 
     def load_state_dict(self, state, strict=True):
         """Copy arrays from ``state`` into the parameters, in place and on their device.
@@ -138,7 +138,7 @@ class Module:
         for k, p in own.items():
             if k in state:
                 value = state[k]
-                value = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+                value = backend.to_numpy(value.data if isinstance(value, Tensor) else value)
                 p.data = backend.to_device(value.astype(p.dtype), p.device)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
