@@ -13,8 +13,14 @@ It
    inputs and upstream gradient, in float64 (must agree to ~1e-10) and float32 (TF32 matmuls
    and reduction order allow ~1e-2 relative on matmuls, ~1e-4 elsewhere), under
    ``cupyx.allow_synchronize(False)``, which raises if a step syncs with the host;
+   With the fused CUDA kernels on (the default), the float32 GELU, layer norm and cross-entropy
+   rows run the kernels of tinygrad_llm/kernels/; float64 always runs plain CuPy. An AdamW step
+   on flat buffers (its kernel) is compared with the CPU's too;
 3. times a training step of a small MLP and a small attention block on both devices;
-4. prints CuPy's memory-pool statistics.
+4. times the baby GPT's training step (6 layers, 6 heads, 384 wide, T=256, B=64, AdamW, TF32)
+   with the fused kernels on and off, and PyTorch's on the same GPU when torch with CUDA is
+   installed (the target: ours <= 1.2x PyTorch eager);
+5. prints CuPy's memory-pool statistics.
 
 Exit status: 0 when every op agrees (or CUDA is unusable), 1 otherwise. See docs/backends.md.
 """
@@ -146,8 +152,34 @@ def check_ops(no_sync):
     return failures
 
 
-def _timed(step, iters, device):
-    step()
+def check_adamw():
+    """AdamW steps on "cuda" (the flat-buffer update; its kernel when kernels are on) against
+    the same steps on "cpu": the max relative difference of the parameters after 3 steps."""
+    from tinygrad_llm.optim import AdamW  # noqa: PLC0415
+    rng = np.random.default_rng(0)
+    shapes = [(48, 32), (32,), (1000,)]
+    inits = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    out = {}
+    for device in ("cpu", "cuda"):
+        ps = [Tensor(a.copy(), requires_grad=True, device=device) for a in inits]
+        opt = AdamW([{"params": ps[:1], "weight_decay": 0.1},
+                     {"params": ps[1:], "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.99))
+        for step_grads in grads:
+            for p, g in zip(ps, step_grads):
+                p.grad = Tensor(g, device=device)
+            opt.step()
+        out[device] = [p.numpy() for p in ps]
+    err = max(_rel_err(a, b) for a, b in zip(out["cuda"], out["cpu"]))
+    ok = err < 1e-5
+    print(f"| {'adamw, 3 steps (params)':<24} | {'-':>8} | {'-':>8} | {err:8.1e} | {'-':>8} "
+          f"| {'ok' if ok else 'NO'} |")
+    return 0 if ok else 1
+
+
+def _timed(step, iters, device, warmup=1):
+    for _ in range(warmup):
+        step()
     backend.synchronize(device)
     times = []
     for _ in range(iters):
@@ -160,6 +192,9 @@ def _timed(step, iters, device):
 
 SIZES = {"full": dict(batch=256, width=512, attention=(16, 6, 128, 64)),
          "tiny": dict(batch=8, width=16, attention=(2, 2, 8, 4))}   # tiny: a smoke test
+# nanoGPT's baby GPT (config/train_shakespeare_char.py), and a tiny one for the smoke test
+GPT_SIZES = {"full": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64),
+             "tiny": dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4)}
 
 
 def _step_times(device, iters, batch, width, attention):
@@ -203,6 +238,116 @@ def training_steps(iters, size="full"):
         print(f"| {device:<6} | {a:{len(mlp)}.2f} | {b:{len(att)}.2f} |")
 
 
+def _gpt_batches(block_size, batch_size, vocab_size, n):
+    """n (x, y) batches of random ids, as host int64 arrays (the same for every framework)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, vocab_size, batch_size * block_size * 8)
+    out = []
+    for _ in range(n):
+        starts = rng.integers(0, len(ids) - block_size - 1, batch_size)
+        x = np.stack([ids[s:s + block_size] for s in starts])                   # (B, T)
+        y = np.stack([ids[s + 1:s + block_size + 1] for s in starts])           # (B, T)
+        out.append((x, y))
+    return out
+
+
+def _gpt_step_ms(config, batch_size, iters, warmup):
+    """Median ms per training step of our GPT on "cuda" (forward, backward, clip, AdamW)."""
+    from tinygrad_llm.models.gpt import GPT  # noqa: PLC0415
+    from tinygrad_llm.optim import clip_grad_norm_  # noqa: PLC0415
+    tg.manual_seed(0)
+    model = GPT(config).to("cuda")
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    batches = [(Tensor(x, device="cuda"), Tensor(y, device="cuda"))
+               for x, y in _gpt_batches(config.block_size, batch_size, config.vocab_size, 4)]
+    state = {"i": 0}
+
+    def step():
+        x, y = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    ms = _timed(step, iters, "cuda", warmup)
+    return ms, model.state_dict()
+
+
+def _torch_step_ms(config, batch_size, iters, warmup, state_dict):
+    """The same step in PyTorch eager on the same GPU (TF32 matmuls, as ours), or None with
+    the reason when torch or its CUDA build is missing."""
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return None, "torch is not installed"
+    if not torch.cuda.is_available():
+        return None, f"torch {torch.__version__} has no usable CUDA here"
+    import pathlib  # noqa: PLC0415
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    try:
+        import torch_gpt  # noqa: PLC0415
+    finally:
+        sys.path.pop(0)
+    torch.backends.cuda.matmul.allow_tf32 = backend.matmul_precision() == "tf32"
+    torch.manual_seed(0)
+    model = torch_gpt.build(config, state_dict).to("cuda")
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    batches = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+               for x, y in _gpt_batches(config.block_size, batch_size, config.vocab_size, 4)]
+    state = {"i": 0}
+
+    def step():
+        x, y = batches[state["i"] % len(batches)]
+        state["i"] += 1
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), None
+
+
+def gpt_steps(iters, size="full"):
+    """The baby GPT's ms/step on cuda: fused kernels on, off, and PyTorch's."""
+    from tinygrad_llm.models.gpt import GPTConfig  # noqa: PLC0415
+    sizes = dict(GPT_SIZES[size])
+    batch_size = sizes.pop("batch_size")
+    config = GPTConfig(vocab_size=65, dropout=0.2, bias=False, **sizes)
+    warmup = 3 if size == "full" else 1
+    print(f"\nGPT {sizes}, batch {batch_size}, vocab 65, dropout 0.2, AdamW; "
+          f"{backend.matmul_precision()} matmuls; median of {iters} steps after {warmup}")
+    print("| run                        | ms/step |\n|----------------------------|--------:|")
+    results, state_dict = {}, None
+    for enabled in (True, False):
+        previous = backend.use_cuda_kernels(enabled)
+        try:
+            results[enabled], state_dict = _gpt_step_ms(config, batch_size, iters, warmup)
+        finally:
+            backend.use_cuda_kernels(previous)
+    print(f"| tinygrad_llm, kernels on   | {results[True]:7.2f} |")
+    print(f"| tinygrad_llm, kernels off  | {results[False]:7.2f} |")
+    if not backend.cuda_kernels_for(backend.to_device(np.zeros(1, np.float32), "cuda")):
+        print("(this CuPy cannot compile kernels: both rows ran plain CuPy)")
+    torch_ms, why = _torch_step_ms(config, batch_size, iters, warmup, state_dict)
+    if torch_ms is None:
+        print(f"\nPyTorch: not measured ({why})")
+    else:
+        print(f"| PyTorch eager              | {torch_ms:7.2f} |")
+        print(f"\nratio tinygrad_llm (kernels on) / PyTorch: {results[True] / torch_ms:.2f}x "
+              f"(target <= 1.2x)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iters", type=int, default=20, help="timed steps per measurement")
@@ -223,8 +368,13 @@ def main(argv=None):
     name = name.decode() if isinstance(name, bytes) else name
     print(f"# {reason}; device 0: {name}, compute capability {device.compute_capability}")
     print("# ops: max relative difference, cuda vs cpu, of the output and of every gradient\n")
+    print(f"# fused CUDA kernels: {'on' if backend.cuda_kernels_enabled() else 'off'} "
+          f"(float32 GELU, layer norm, cross-entropy, AdamW)\n")
     failures = check_ops(no_sync=not args.allow_sync)
-    training_steps(args.iters, "tiny" if args.tiny else "full")
+    failures += check_adamw()
+    size = "tiny" if args.tiny else "full"
+    training_steps(args.iters, size)
+    gpt_steps(args.iters, size)
     print(f"\nmemory pool: {backend.memory_stats('cuda')}")
     print(f"\n{failures} op(s) disagree" if failures else "\nevery op agrees")
     return 1 if failures else 0

@@ -551,3 +551,21 @@ def test_train_script_no_tf32_and_no_cuda_kernels_flags(fake_cuda, tmp_path, mon
         _run_cuda(tmp_path, 1, "--no-tf32", "--no-cuda-kernels")
         assert backend.matmul_precision() == "highest" and not backend.cuda_kernels_enabled()
     assert "cuda: highest matmuls, fused kernels off" in capsys.readouterr().out
+
+
+def test_gpu_check_times_the_gpt_with_kernels_on_and_off_and_names_why_torch_is_skipped(
+        fake_cuda, capsys):
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    assert gpu_check.main(["--iters", "1", "--tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "| adamw, 3 steps (params)" in out and "fused CUDA kernels: on" in out
+    assert "| tinygrad_llm, kernels on   |" in out and "| tinygrad_llm, kernels off  |" in out
+    assert "both rows ran plain CuPy" in out                  # the stand-in has no kernels
+    assert "PyTorch: not measured (torch" in out or "| PyTorch eager" in out
+    assert backend.cuda_kernels_enabled()                     # the switch is restored
