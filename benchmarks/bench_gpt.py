@@ -6,11 +6,16 @@ r"""Train the GPT on Tiny Shakespeare for N steps and measure it; optionally aga
     python benchmarks/bench_gpt.py --config baby --steps 10            # the baby GPT
     python benchmarks/bench_gpt.py --profile             # time per op type, forward/backward
 
-Reports the median ms/step after ``--warmup`` steps, tokens/s, achieved GFLOP/s, and peak RSS.
-With ``--compare-torch`` both models start from the same weights, see the same batches in the
-same order with the same AdamW and schedule, and their steps alternate in one process (so load
-from other processes hits both alike); the ratio is ours / torch. Peak memory is measured in a
-separate child process per framework (one process's peak RSS would mix the two).
+Reports the median ms/step after ``--warmup`` steps, tokens/s, achieved GFLOP/s and its share of
+the float32 matmul ceiling (NumPy's best GFLOP/s on a 1024^3 matmul, measured at start), the BLAS
+threads (from threadpoolctl when it is installed), and peak memory. With ``--compare-torch`` both
+models start from the same weights, see the same batches in the same order with the same AdamW
+and schedule, and their steps alternate in one process (so load from other processes hits both
+alike); the ratio is ours / torch. Peak memory is measured in a separate child process per
+framework that trains only that one: its high-water resident set (``VmHWM`` in
+/proc/self/status, which starts afresh at exec; ``ru_maxrss`` would inherit the parent's peak
+across fork and exec, so both children printed the parent's 400 MiB), and the part of it
+added by training (the peak minus the resident set after imports and model construction).
 
 FLOPs per step: 6 N (B T) for the matmuls with N weights (lm_head included), plus 12 L B T^2 C
 for attention's two (T, T) products, forward and backward (nanoGPT's estimate_mfu).
@@ -18,6 +23,7 @@ for attention's two (T, T) products, forward and backward (nanoGPT's estimate_mf
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -160,19 +166,66 @@ def val_loss(runner, val_ids, batch_size, block_size, eval_iters, seed):
     return float(np.mean(losses))
 
 
+def _proc_status_mib(field):
+    """A memory field of /proc/self/status in MiB (Linux), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024                      # kB
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mib():
-    return backend.memory_stats("cpu")["peak_rss_bytes"] / 2 ** 20
+    """This process's peak resident set: VmHWM (per process, reset at exec), else ru_maxrss."""
+    hwm = _proc_status_mib("VmHWM")
+    return hwm if hwm is not None else backend.memory_stats("cpu")["peak_rss_bytes"] / 2 ** 20
+
+
+def rss_mib():
+    """The resident set now (VmRSS), or the peak where /proc is missing."""
+    now = _proc_status_mib("VmRSS")
+    return now if now is not None else peak_rss_mib()
+
+
+def matmul_ceiling_gflops(n=1024, repeats=5):
+    """NumPy's best float32 GFLOP/s on an (n, n) @ (n, n) matmul: the ceiling for a step."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats + 1):                                        # the first one warms
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def blas_threads():
+    """'openblas: 2 threads'-style description of the BLAS thread pools (threadpoolctl is
+    optional: without it, the OMP/OPENBLAS environment variables or 'unknown')."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        import os
+        env = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                          "MKL_NUM_THREADS") if k in os.environ}
+        return ", ".join(f"{k}={v}" for k, v in env.items()) or "unknown (no threadpoolctl)"
+    pools = [f"{p['internal_api']}: {p['num_threads']} threads" for p in threadpool_info()
+             if p.get("user_api") == "blas"]
+    return "; ".join(pools) or "none found"
 
 
 def memory_in_child(args, framework):
-    """Peak RSS of a fresh process that trains only ``framework`` for a few steps."""
+    """{"peak_rss_mib", "base_rss_mib"} of a fresh process that trains only ``framework`` for a
+    few steps (base: after imports and model construction, before the first step)."""
     argv = [sys.executable, __file__, "--memory-child", framework, "--config", args.config,
             "--steps", str(min(args.steps, 10)), "--warmup", "0", "--device", args.device]
     for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout"):
         if getattr(args, k) is not None:
             argv += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_rss_mib"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -190,11 +243,14 @@ def main(argv=None):
     if args.memory_child:
         runner = Ours(config, device) if args.memory_child == "ours" else \
             Torch(config, device, Ours(config, device).model.state_dict())
+        base = rss_mib()
         for it in range(args.steps):
             runner.step(it, *next(stream))
-        print(json.dumps({"peak_rss_mib": peak_rss_mib()}))
+        print(json.dumps({"peak_rss_mib": peak_rss_mib(), "base_rss_mib": base}))
         return 0
 
+    ceiling = matmul_ceiling_gflops()
+    threads = blas_threads()
     ours = Ours(config, device)
     runners = [ours]
     if args.compare_torch:
@@ -215,26 +271,35 @@ def main(argv=None):
     flops = flops_per_step(config, batch_size)
     tokens = batch_size * config.block_size
     results = {"config": {**config.to_dict(), "batch_size": batch_size}, "steps": args.steps,
-               "device": device, "gflop_per_step": flops / 1e9, "wall_s": wall}
+               "device": device, "gflop_per_step": flops / 1e9, "wall_s": wall,
+               "matmul_ceiling_gflops": ceiling, "blas_threads": threads,
+               "load_average": list(os.getloadavg())}
     print(f"config {args.config}: {config.n_layer} layers, {config.n_head} heads, "
           f"{config.n_embd} wide, T={config.block_size}, B={batch_size}; {args.steps} steps "
           f"(median over the last {args.steps - args.warmup}); {flops / 1e9:.2f} GFLOP/step")
+    print(f"  float32 matmul ceiling {ceiling:.0f} GFLOP/s (1024^3, NumPy); BLAS {threads}; "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name, ts in times.items():
         ms = 1e3 * float(np.median(ts[args.warmup:]))
+        gflops = flops / ms / 1e6
         results[name] = {"median_ms": ms, "tokens_per_s": tokens / ms * 1e3,
-                         "gflops": flops / ms / 1e6}
+                         "gflops": gflops, "ceiling_share": gflops / ceiling}
         print(f"  {name:<13} {ms:8.1f} ms/step  {tokens / ms * 1e3:9.0f} tokens/s  "
-              f"{flops / ms / 1e6:6.1f} GFLOP/s")
+              f"{gflops:6.1f} GFLOP/s ({gflops / ceiling:.0%} of the ceiling)")
     if args.compare_torch:
         ratio = results["tinygrad_llm"]["median_ms"] / results["torch"]["median_ms"]
         results["ratio"] = ratio
         results["torch_threads"] = torch_threads
         print(f"  ratio tinygrad_llm / torch: {ratio:.2f}x  (torch threads: {torch_threads})")
         for name in ("ours", "torch"):
-            results[f"peak_rss_mib_{name}"] = memory_in_child(args, name)
-        print(f"  peak RSS (separate processes, {min(args.steps, 10)} steps): tinygrad_llm "
-              f"{results['peak_rss_mib_ours']:.0f} MiB, torch "
-              f"{results['peak_rss_mib_torch']:.0f} MiB")
+            mem = memory_in_child(args, name)
+            results[f"peak_rss_mib_{name}"] = mem["peak_rss_mib"]
+            results[f"train_rss_mib_{name}"] = mem["peak_rss_mib"] - mem["base_rss_mib"]
+        print(f"  peak RSS (a separate process each, {min(args.steps, 10)} steps): "
+              f"tinygrad_llm {results['peak_rss_mib_ours']:.0f} MiB "
+              f"(+{results['train_rss_mib_ours']:.0f} MiB by training), torch "
+              f"{results['peak_rss_mib_torch']:.0f} MiB "
+              f"(+{results['train_rss_mib_torch']:.0f} MiB by training)")
     else:
         results["peak_rss_mib"] = peak_rss_mib()
         print(f"  peak RSS {results['peak_rss_mib']:.0f} MiB")
