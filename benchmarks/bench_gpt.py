@@ -59,7 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--compare-torch", action="store_true")
     p.add_argument("--val", action="store_true", help="val loss of both after the steps")
     p.add_argument("--eval-iters", type=int, default=50)
-    p.add_argument("--profile", action="store_true", help="per-op times of one step")
+    p.add_argument("--profile", action="store_true", help="per-op times, a few steps")
+    p.add_argument("--profile-steps", type=int, default=5, help="steps averaged by --profile")
     p.add_argument("--unfused", action="store_true", help="attention from primitives")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--memory-child", choices=("ours", "torch"), default=None,
@@ -189,6 +190,11 @@ def rss_mib():
     return now if now is not None else peak_rss_mib()
 
 
+def uptime():
+    """'load average a b c', as ``uptime`` prints it."""
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def matmul_ceiling_gflops(n=1024, repeats=5):
     """NumPy's best float32 GFLOP/s on an (n, n) @ (n, n) matmul: the ceiling for a step."""
     rng = np.random.default_rng(0)
@@ -278,7 +284,7 @@ def main(argv=None):
           f"{config.n_embd} wide, T={config.block_size}, B={batch_size}; {args.steps} steps "
           f"(median over the last {args.steps - args.warmup}); {flops / 1e9:.2f} GFLOP/step")
     print(f"  float32 matmul ceiling {ceiling:.0f} GFLOP/s (1024^3, NumPy); BLAS {threads}; "
-          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+          f"{uptime()}")
     for name, ts in times.items():
         ms = 1e3 * float(np.median(ts[args.warmup:]))
         gflops = flops / ms / 1e6
@@ -315,13 +321,22 @@ def main(argv=None):
             print(f"  val loss difference: {diff:+.4f}")
     if args.profile:
         from tinygrad_llm import profiler
-        x, y = next(stream)
-        with profiler.profile() as prof:
-            ours.step(args.steps, x, y)
-        print(prof.table())
+        n = args.profile_steps
+        batch = [next(stream) for _ in range(n)]
         t = time.perf_counter()
-        ours.step(args.steps + 1, x, y)
-        print(f"one whole step, unprofiled: {1e3 * (time.perf_counter() - t):.1f} ms")
+        for i, (x, y) in enumerate(batch):
+            ours.step(args.steps + i, x, y)
+        whole = (time.perf_counter() - t) / n
+        with profiler.profile() as prof:
+            for i, (x, y) in enumerate(batch):
+                ours.step(args.steps + n + i, x, y)
+        print(f"tinygrad_llm per op type, averaged over {n} steps ({uptime()}):")
+        print(prof.table(per=n))
+        print(f"a whole step, unprofiled (mean of {n}): {1e3 * whole:.1f} ms; outside the ops "
+              f"(graph, optimizer, clipping): {1e3 * whole - 1e3 * prof.total_seconds() / n:.1f} "
+              f"ms")
+        results["profile_ms_per_step"] = {f"{op} {phase}": 1e3 * s / n
+                                          for op, phase, _, s in prof.rows()}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0

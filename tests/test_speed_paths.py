@@ -122,3 +122,17 @@ def test_gpt_parameters_live_in_the_optimizers_flat_buffer():
     for name, p in model.named_parameters():
         assert p.data.base is opt.flat.buffers["param"], name
         assert p.grad.data.base is opt.flat.buffers["grad"], name
+
+
+def test_profiler_counts_each_op_and_averages_per_step():
+    from tinygrad_llm import profiler
+    x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    with profiler.profile() as prof:
+        for _ in range(2):
+            ((x * 2).sum()).backward()
+    calls = {(op, phase): n for op, phase, n, _ in prof.rows()}
+    assert calls[("Mul", "forward")] == 2 and calls[("Mul", "backward")] == 2
+    assert calls[("Sum", "backward")] == 2
+    table = prof.table(per=2)
+    assert "ms/step" in table and "Mul" in table
+    assert tensor._profile_hook is None            # off again: the engine pays nothing

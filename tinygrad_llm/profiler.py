@@ -60,13 +60,16 @@ class Profile:
         rows = [(op, phase, n, s) for (op, phase), (n, s) in self.totals.items()]
         return sorted(rows, key=lambda r: -r[3])
 
-    def table(self, top=25):
-        """A text table of the slowest ops, with each one's share of the profiled time."""
+    def table(self, top=25, per=1):
+        """A text table of the slowest ops, with each one's share of the profiled time. With
+        ``per=n`` (n profiled steps), calls and milliseconds are per step (averages)."""
         total = self.total_seconds() or 1.0
-        lines = [f"{'op':<22}{'phase':<10}{'calls':>8}{'total ms':>12}{'share':>8}"]
+        unit = "ms/step" if per != 1 else "total ms"
+        lines = [f"{'op':<22}{'phase':<10}{'calls':>8}{unit:>12}{'share':>8}"]
         for op, phase, n, s in self.rows()[:top]:
-            lines.append(f"{op:<22}{phase:<10}{n:>8}{s * 1e3:>12.2f}{s / total:>8.1%}")
-        lines.append(f"{'all ops':<40}{total * 1e3:>12.2f}")
+            lines.append(f"{op:<22}{phase:<10}{n / per:>8.0f}{s * 1e3 / per:>12.2f}"
+                         f"{s / total:>8.1%}")
+        lines.append(f"{'all ops':<40}{total * 1e3 / per:>12.2f}")
         return "\n".join(lines)
 
 
