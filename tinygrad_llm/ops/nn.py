@@ -149,28 +149,37 @@ class LayerNorm(Function):
                 raise ValueError(f"layer_norm: {name} must have shape ({c},) for input "
                                  f"{x.shape}, got {p.shape}")
         xp = backend.get_xp(x)
-        mu = x.mean(axis=-1, keepdims=True)                                 # (..., 1)
-        xc = x - mu                                                         # (..., C)
-        var = (xc * xc).mean(axis=-1, keepdims=True)                        # (..., 1)
-        self.rstd = 1 / xp.sqrt(var + eps)                                   # (..., 1)
-        self.xhat = xc * self.rstd                                          # (..., C), saved
-        self.w = w
-        y = self.xhat * w if w is not None else self.xhat.copy()
+        # Means over rows of C numbers as matrix-vector products with a (C,) vector of 1/C:
+        # BLAS's gemv is several times faster than NumPy's mean over short rows.
+        mean_c = xp.full(c, 1 / c, dtype=x.dtype)                           # (C,)
+        x2 = x.reshape(-1, c)                                               # (N, C)
+        xhat = x2 - (x2 @ mean_c)[:, None]                                  # x - mu, (N, C)
+        var = (xhat * xhat) @ mean_c                                        # (N,)
+        rstd = 1 / xp.sqrt(var + eps)                                       # (N,)
+        xhat *= rstd[:, None]                                               # (x - mu) rstd
+        self.xhat, self.rstd, self.w = xhat, rstd, w                        # saved, (N, C) (N,)
+        y = xhat * w if w is not None else xhat.copy()                      # (N, C)
         if b is not None:
             y += b
-        return y
+        return y.reshape(x.shape)                                           # (..., C)
 
     def backward(self, dy):
         xhat, rstd, w = self.xhat, self.rstd, self.w
         _, need_w, need_b = self.needs_input_grad
-        c = xhat.shape[-1]
-        dy2, xhat2 = dy.reshape(-1, c), xhat.reshape(-1, c)                 # (N, C)
-        dw = (dy2 * xhat2).sum(axis=0) if need_w else None                  # y = xhat*w+b
-        db = dy2.sum(axis=0) if need_b else None
-        dxhat = dy * w if w is not None else dy                             # (..., C)
-        dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
-                     - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
-        return dx, dw, db
+        xp = backend.get_xp(dy)
+        n, c = xhat.shape
+        dy2 = dy.reshape(n, c)                                              # (N, C)
+        # Column sums (over the N rows) and row means (over C) as gemv products, as in forward.
+        ones_n, mean_c = xp.ones(n, dtype=dy.dtype), xp.full(c, 1 / c, dtype=dy.dtype)
+        dw = ones_n @ (dy2 * xhat) if need_w else None                      # y = xhat*w+b
+        db = ones_n @ dy2 if need_b else None
+        dx = dy2 * w if w is not None else dy2.copy()                       # dxhat (N, C)
+        # dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat)), in place on dxhat
+        xhat_m2 = xhat * ((dx * xhat) @ mean_c)[:, None]                    # (N, C)
+        dx -= (dx @ mean_c)[:, None]
+        dx -= xhat_m2
+        dx *= rstd[:, None]
+        return dx.reshape(dy.shape), dw, db
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -244,10 +253,12 @@ class Linear(Function):
     def backward(self, dy):
         need_x, need_w, need_b = self.needs_input_grad
         w = self.w
+        xp = backend.get_xp(dy)
         dy2 = dy.reshape(-1, w.shape[0])                                    # (N, O)
         dx = (dy2 @ w).reshape(self.x.shape) if need_x else None            # dX = dY W
         dw = dy2.T @ self.x.reshape(-1, w.shape[1]) if need_w else None     # dW = dY^T X
-        db = dy2.sum(axis=0) if need_b else None                            # db = sum dY
+        # db = sum of dY's rows, as the gemv 1^T dY (faster than a column sum over N rows)
+        db = xp.ones(dy2.shape[0], dtype=dy2.dtype) @ dy2 if need_b else None
         return dx, dw, db
 
 
