@@ -2,16 +2,23 @@ r"""The fused CUDA kernels (tinygrad_llm/kernels/*.cu) and their launchers in ba
 
 Two halves, because no machine here has a GPU:
 
-1. **On the CPU (always run): the launchers, with each kernel replaced by a NumPy emulator.**
+1. **On the CPU (always run): the launchers and the kernels, with the GPU replaced twice.**
    The CuPy stand-in (tests/fake_cupy.py) cannot run CUDA, so ``backend._kernel`` is patched to
-   return, for each kernel name, a NumPy function that does what the CUDA C does (written from
-   the kernel's comments). Before running, the emulator checks the launch against the kernel's
-   C signature, parsed from the .cu source: the argument count, every pointer argument a
-   C-contiguous device array of the right dtype (a kernel reads raw memory: a strided view or
-   an int32 target array would be read wrongly), every scalar a NumPy scalar of the C type (CuPy
-   passes a Python float as a double), and a launch shape that the kernel's indexing assumes.
-   This proves the Python half: argument order and types, shapes, what is saved for backward,
-   the mean's count, no host sync, and the dispatch switch. It proves nothing about the CUDA C.
+   return, for each kernel name, either
+   - ``numpy``: a NumPy function that does what the CUDA C is meant to do (written from the
+     kernel's comments), or
+   - ``cuda-on-cpu``: the CUDA C itself, compiled by g++ against tests/cuda_on_cpu.h, which runs
+     each block as real threads with a real __syncthreads() barrier and warp shuffle
+     (tests/cuda_on_cpu.py; skipped without g++).
+   Before running, both check the launch against the kernel's C signature, parsed from the .cu
+   source: the argument count, every pointer argument a C-contiguous device array of the right
+   dtype (a kernel reads raw memory: a strided view or an int32 target array would be read
+   wrongly), every scalar a NumPy scalar of the C type (CuPy passes a Python float as a
+   double), and a launch shape that the kernel's indexing assumes. This proves the Python half
+   (argument order and types, shapes, what is saved for backward, the mean's count, no host
+   sync, the dispatch switch) and, on cuda-on-cpu, that the kernels' indexing, reductions and
+   barriers compute the right numbers under CUDA's execution model. It does not prove them on
+   the hardware (memory model, scheduling, CUDA's math library, speed).
 
 2. **On a real GPU (``-m gpu``; skipped unless ``backend.cuda_status()`` is ok and CuPy can
    compile kernels): every kernel against its NumPy reference**, the CPU Function (or optim.py's
@@ -21,8 +28,8 @@ Two halves, because no machine here has a GPU:
 
 import contextlib
 import math
-import re
 
+import cuda_on_cpu
 import fake_cupy
 import numpy as np
 import pytest
@@ -35,25 +42,9 @@ from tinygrad_llm.optim import AdamW
 # ---- the kernels' C signatures, from the source ----------------------------------------------
 C_TYPES = {"float*": np.float32, "long long*": np.int64}
 C_SCALARS = {"float": np.float32, "int": np.int32, "long long": np.int64}
-
-
-def signatures():
-    """kernel name -> list of (C type, parameter name), parsed from every kernel file."""
-    out = {}
-    for file in backend.KERNELS:
-        source = (backend.KERNEL_DIR / file).read_text()
-        for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', source):
-            out[name] = []
-            for param in params.split(","):
-                words = " ".join(param.replace("const ", "").split())
-                ctype, pname = words.rsplit(" ", 1)
-                if pname.startswith("*"):
-                    ctype, pname = ctype + "*", pname[1:]
-                out[name].append((ctype.replace(" *", "*"), pname))
-    return out
-
-
-SIGNATURES = signatures()
+SIGNATURES = {name: [(ctype, pname) for ctype, pname, _ in params]
+              for file in backend.KERNELS
+              for name, params in cuda_on_cpu.signatures(backend.kernel_source(file)).items()}
 
 
 def test_every_launched_kernel_has_a_parsed_signature():
@@ -195,18 +186,25 @@ def _check_launch(name, grid, block, args):
     assert grid[0] < 2 ** 31 and all(d <= 65535 for d in grid[1:]), f"{name}: grid {grid}"
 
 
-@pytest.fixture
-def emulated(monkeypatch):
-    """The CuPy stand-in as "cuda", with backend.py's kernels replaced by checked emulators.
-    Yields the list of kernel names launched."""
+@pytest.fixture(params=["numpy", "cuda-on-cpu"])
+def emulated(request, monkeypatch):
+    """The CuPy stand-in as "cuda", with backend.py's kernels replaced by checked NumPy
+    emulators or by the CUDA C run on the CPU. Yields the list of kernel names launched."""
+    if request.param == "cuda-on-cpu" and not cuda_on_cpu.available():
+        pytest.skip("no g++ to build the kernels for the CPU")
     fake_cupy.install()
     backend.check_device("cuda")                              # imports the stand-in
     launched = []
 
     def kernel(name):
+        on_cpu = cuda_on_cpu.kernel(name) if request.param == "cuda-on-cpu" else None
+
         def run(grid, block, args):
             _check_launch(name, grid, block, args)
             launched.append(name)
+            if on_cpu is not None:
+                on_cpu(grid, block, args)
+                return
             flat = [a._a.reshape(-1) if isinstance(a, fake_cupy.ndarray) else a for a in args]
             EMULATORS[name](grid, block, *flat)       # writes through the views, in place
         return run
@@ -290,7 +288,7 @@ def test_gelu_launcher_copies_a_strided_view_before_the_kernel_reads_it(emulated
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm_launchers(emulated, affine):
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((3, 150, 40)).astype(np.float32) * 2 + 1   # 450 rows: 4 chunks
+    x = rng.standard_normal((2, 65, 40)).astype(np.float32) * 2 + 1    # 130 rows: 2 chunks
     w = rng.standard_normal(40).astype(np.float32) if affine else None
     b = rng.standard_normal(40).astype(np.float32) if affine else None
     dy = rng.standard_normal(x.shape).astype(np.float32)
@@ -299,7 +297,7 @@ def test_layer_norm_launchers(emulated, affine):
     ref.backward(Tensor(dy))
     y, mean, rstd = backend.layer_norm_forward_cuda(
         _dev(x), *[_dev(a) if a is not None else None for a in (w, b)])
-    assert y.shape == x.shape and mean.shape == rstd.shape == (450,)
+    assert y.shape == x.shape and mean.shape == rstd.shape == (130,)
     np.testing.assert_allclose(backend.to_numpy(y), ref.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(backend.to_numpy(mean), x.reshape(-1, 40).mean(axis=1),
                                rtol=1e-5, atol=1e-6)

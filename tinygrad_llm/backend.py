@@ -438,7 +438,7 @@ def gelu_forward_cuda(x, approximate="none"):
 
 def gelu_backward_cuda(dy, x, approximate="none"):
     r"""dx = dy GELU'(x) in one kernel, recomputing Phi(x) (or tanh u) from x."""
-    dy, x = _contiguous(dy), _contiguous(x)
+    dy, x = _contiguous(dy.astype(np.float32, copy=False)), _contiguous(x)
     dx = _cupy.empty(x.shape, dtype=np.float32)
     if x.size:
         name = "gelu_backward" if approximate == "none" else "gelu_tanh_backward"
@@ -471,7 +471,7 @@ def layer_norm_backward_cuda(dy, x, w, mean, rstd, need_w=True, need_b=True):
     cupy = _cupy
     c = x.shape[-1]
     x2 = _contiguous(x).reshape(-1, c)                                    # (N, C)
-    dy2 = _contiguous(dy).reshape(-1, c)                                  # (N, C)
+    dy2 = _contiguous(dy.astype(np.float32, copy=False)).reshape(-1, c)   # (N, C)
     n = x2.shape[0]
     w1 = _contiguous(w) if w is not None else cupy.ones(c, dtype=np.float32)    # (C,)
     dx = cupy.empty((n, c), dtype=np.float32)                             # (N, C)
