@@ -334,6 +334,24 @@ def test_cross_entropy_launchers_without_a_host_sync(emulated):
     np.testing.assert_allclose(backend.to_numpy(dlogits), lt.grad.numpy(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("width", [1, 33, 1000])
+def test_row_kernels_at_widths_that_fill_one_lane_a_ragged_warp_and_1024_threads(emulated, width):
+    """Row widths 1, 33 and 1000 launch 32, 64 and 1024 threads per row: the block reductions
+    over 1, 2 and 32 warps (with idle lanes) must still sum and max over exactly the row."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((2, width)) * 3 + 1).astype(np.float32)
+    y, mean, rstd = backend.layer_norm_forward_cuda(_dev(x))
+    np.testing.assert_allclose(backend.to_numpy(mean), x.mean(axis=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(backend.to_numpy(y), F.layer_norm(Tensor(x)).numpy(), rtol=1e-4,
+                               atol=1e-4)
+    targets = np.array([0, width - 1])
+    loss, lse, _ = backend.cross_entropy_forward_cuda(_dev(x), _dev(targets))
+    np.testing.assert_allclose(backend.to_numpy(lse), np.log(np.exp(
+        x.astype(np.float64)).sum(axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(float(loss), F.cross_entropy(Tensor(x), targets).item(),
+                               rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("decoupled", [True, False])
 def test_adamw_launcher_matches_optim_bit_for_bit(emulated, decoupled):
     """The launcher's host-side constants (decay, step size, bias corrections) are float32
@@ -406,8 +424,8 @@ def test_gpu_gelu_kernel_matches_numpy(gpu, approximate, shape):
     x = (rng.standard_normal(shape) * 3).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
     (y_cpu, g_cpu), (y_gpu, g_gpu) = _both(F.gelu, [x], dy, approximate=approximate)
-    np.testing.assert_allclose(y_gpu, y_cpu, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(g_gpu[0], g_cpu[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_gpu, y_cpu, rtol=1e-5, atol=1e-5)   # CUDA's erff vs our fit
+    np.testing.assert_allclose(g_gpu[0], g_cpu[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.gpu
