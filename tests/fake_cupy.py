@@ -13,6 +13,8 @@ Like CuPy 14, the wrapper (research: shared/research/cupy_backend.md, sections 2
   (``TypeError: Unsupported type <class 'numpy.ndarray'>``); Python and NumPy scalars are fine;
 - returns 0-d arrays, never NumPy scalars, from reductions and scalar indexing;
 - has no ``__index__`` (a 0-d CuPy int is not a Python int);
+- gives a view's ``base`` as the device array it views, the same object every time
+  (``buffer[2:5].base is buffer``), as CuPy does;
 - serves only names that exist in the real CuPy API (``cupy_api_names.json`` beside this file:
   ``dir()`` of cupy, ``cupy.ndarray``, ``cupy.random``, ``cupy.random.Generator`` and ``cupyx``).
 
@@ -34,6 +36,7 @@ import operator
 import pathlib
 import sys
 import types
+import weakref
 
 import numpy as np
 
@@ -166,10 +169,15 @@ def _inplace(op):
     return method
 
 
+# id(NumPy array) -> the first live device array wrapping it, so that ``view.base`` is that
+# device array (CuPy keeps a view's base as an attribute: the same object on every access)
+_OWNERS = weakref.WeakValueDictionary()
+
+
 class ndarray:
     """A device array: a NumPy array that can only be read back explicitly (``.get()``)."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")
     __array_ufunc__ = None   # NumPy's binary operators defer to ours, and np.exp(a) raises
     __hash__ = None
 
@@ -177,6 +185,16 @@ class ndarray:
         if not isinstance(a, np.ndarray):
             raise TypeError("fake cupy: ndarray wraps a numpy.ndarray; use cupy.asarray")
         self._a = a
+        _OWNERS.setdefault(id(a), self)
+
+    @property
+    def base(self):
+        """The device array this one is a view of (None if it owns its memory)."""
+        b = self._a.base
+        if b is None:
+            return None
+        owner = _OWNERS.get(id(b))
+        return owner if owner is not None and owner._a is b else ndarray(b)
 
     # ---- the conversions CuPy refuses, or counts as device -> host syncs ----------------------
     def __array__(self, *args, **kwargs):

@@ -585,3 +585,41 @@ def test_gpu_check_times_the_gpt_with_kernels_on_and_off_and_names_why_torch_is_
     assert "both rows ran plain CuPy" in out                  # the stand-in has no kernels
     assert "PyTorch: not measured (torch" in out or "| PyTorch eager" in out
     assert backend.cuda_kernels_enabled()                     # the switch is restored
+
+
+# ---- the stand-in, where the flat buffers rely on it ------------------------------------------
+def test_stand_in_view_base_is_the_buffer_itself(fake_cuda):
+    """As in CuPy, a view's ``base`` is the array it views, the same object on every access.
+    optim.clip_grad_norm_ groups gradient views by ``id(view.base)``; with a fresh wrapper per
+    access the stand-in gave a wrong gradient norm from the second step on."""
+    buffer = fake_cuda.zeros(10, dtype=np.float32)
+    a, b = buffer[:4], buffer[4:]
+    assert a.base is buffer and b.base is buffer and a.base is a.base
+    assert buffer.base is None and a.reshape(2, 2).base is buffer
+
+
+def test_gpt_steps_with_clipping_on_the_stand_in_equal_the_cpu_steps(fake_cuda):
+    """Two GPT steps with gradient clipping over AdamW's flat buffers, plain CuPy path: the same
+    parameters on "cuda" as on "cpu" (the stand-in's ``base`` used to break the second norm)."""
+    from tinygrad_llm.data import get_batch
+    from tinygrad_llm.models.gpt import GPT, GPTConfig
+    from tinygrad_llm.optim import clip_grad_norm_
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    ids = np.random.default_rng(0).integers(0, 11, 200)
+    out = {}
+    for device in ("cpu", "cuda"):
+        tg.manual_seed(0)
+        model = GPT(config).to(device)
+        opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+        rng, norms = np.random.default_rng(1), []
+        for _ in range(2):
+            x, y = get_batch(ids, 4, 8, rng, device)
+            _, loss = model(x, y)
+            opt.zero_grad()
+            loss.backward()
+            norms.append(clip_grad_norm_(model.parameters(), 1.0).item())
+            opt.step()
+        out[device] = norms, model.state_dict()
+    np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-5)
+    for k, v in out["cpu"][1].items():
+        np.testing.assert_allclose(out["cuda"][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
