@@ -482,8 +482,9 @@ def layer_norm_backward_cuda(dy, x, w, mean, rstd, need_w=True, need_b=True):
     if need_w or need_b:
         rows_per_chunk = max(128, -(-n // 1024))                         # at most 1024 chunks
         chunks = max(-(-n // rows_per_chunk), 1)
-        dw_partial = cupy.zeros((chunks, c), dtype=np.float32)            # (chunks, C)
-        db_partial = cupy.zeros((chunks, c), dtype=np.float32)            # (chunks, C)
+        new = cupy.empty if n and c else cupy.zeros       # the kernel writes every entry
+        dw_partial = new((chunks, c), dtype=np.float32)                   # (chunks, C)
+        db_partial = new((chunks, c), dtype=np.float32)                   # (chunks, C)
         if n and c:
             _launch("layer_norm_backward_params", (-(-c // 32), chunks), (32, 8),
                     (dy2, x2, mean, rstd, dw_partial, db_partial, np.int64(n), np.int32(c),
