@@ -75,6 +75,17 @@ def vanishing(steps=100, batch=16, size=32, seed=0, distances=(0, 5, 10, 20, 40,
     return rows
 
 
+def _blas_threads():
+    """The thread count of NumPy's BLAS, as threadpoolctl reports it (None without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [i["num_threads"] for i in threadpool_info()
+              if i.get("user_api") == "blas" and "numpy" in i.get("filepath", "")]
+    return max(counts) if counts else None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=32)
@@ -151,7 +162,8 @@ def main():
         "ours_min_ms": round(1000 * best["ours"], 1),
         "torch_min_ms": round(1000 * best["torch"], 1),
         "ratio_min": round(best["ours"] / best["torch"], 2),
-        "torch_threads": torch.get_num_threads(), "loadavg": os.getloadavg()[0],
+        "torch_threads": torch.get_num_threads(), "numpy_blas_threads": _blas_threads(),
+        "loadavg": os.getloadavg()[0],
     }
     print(json.dumps(result))
 
