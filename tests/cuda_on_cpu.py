@@ -7,9 +7,12 @@ supplies threadIdx/blockIdx, a real __syncthreads() barrier and a real warp shuf
 thread per CUDA thread, one block at a time). Arrays are NumPy arrays (or the CuPy stand-in's,
 unwrapped), passed as raw pointers, as CuPy passes device arrays.
 
-So the kernels' indexing, reductions, barriers and launch geometry really execute. What it does
-not model is listed in cuda_on_cpu.h: the GPU's memory model and scheduling, CUDA's math
-library, FMA contraction, resources, speed. ``available()`` is False without g++ (tests skip).
+So the kernels' indexing, reductions, barriers and launch geometry really execute. Each array
+is handed to the kernel inside a larger buffer whose 4 KiB on either side hold float NaNs: a
+write outside the array fails the launch (the guard changed), and a read outside it brings a
+NaN into the result. What it does not model is listed in cuda_on_cpu.h: the GPU's memory model
+and scheduling, CUDA's math library, FMA contraction, resources, speed. ``available()`` is
+False without g++ (tests skip).
 """
 
 import ctypes
@@ -30,6 +33,11 @@ CACHE = pathlib.Path(tempfile.gettempdir()) / "tinygrad_llm_cuda_on_cpu"
 C_ARGS = {"float*": ctypes.c_void_p, "long long*": ctypes.c_void_p, "float": ctypes.c_float,
           "int": ctypes.c_int, "long long": ctypes.c_longlong}
 KERNEL = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
+
+GUARD = 4096                                     # bytes of NaNs on either side of each array
+# a signalling NaN: reading it as a float gives NaN, and any float the kernel writes over it
+# (even a NaN computed from it, which comes out quiet: 0x7fe5a5a5) changes its bits
+NAN_BYTES = np.full(GUARD // 4, 0x7FA5A5A5, dtype=np.uint32).view(np.uint8)
 
 _libraries = {}
 
@@ -93,13 +101,21 @@ def kernel(name):
 
     def run(grid, block, args):
         grid, block = tuple(grid) + (1,), tuple(block) + (1,)
-        values = []
-        for (ctype, _, _), a in zip(params, args):
+        values, guarded = [], []
+        for (ctype, pname, _), a in zip(params, args):
             if ctype.endswith("*"):
                 a = getattr(a, "_a", a)                     # the stand-in's array, unwrapped
                 assert isinstance(a, np.ndarray) and a.flags.c_contiguous
-                values.append(a.ctypes.data)
+                raw = a.reshape(-1).view(np.uint8)          # the array's bytes (a view)
+                buffer = np.concatenate([NAN_BYTES, raw, NAN_BYTES])   # NaN | array | NaN
+                guarded.append((pname, raw, buffer))
+                values.append(buffer.ctypes.data + GUARD)
             else:
                 values.append(a.item())
         function(grid[0], grid[1], block[0], block[1], *values)
+        for pname, raw, buffer in guarded:
+            if not (np.array_equal(buffer[:GUARD], NAN_BYTES)
+                    and np.array_equal(buffer[GUARD + raw.size:], NAN_BYTES)):
+                raise AssertionError(f"{name} wrote outside its argument {pname!r}")
+            raw[...] = buffer[GUARD:GUARD + raw.size]       # the kernel's writes, back
     return run
