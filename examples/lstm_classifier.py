@@ -5,7 +5,8 @@ and what a recurrent layer adds over counting words.
 
 1. Data: 10,605 movie-review sentences with a human sentiment score in [-4, 4] (shipped with the
    package; provenance in tinygrad_llm/datasets/README.md). The 37 with score 0 are dropped and
-   score > 0 is "positive". A seeded 80/10/10 train/val/test split.
+   score > 0 is "positive". A fixed, seeded 80/10/10 train/val/test split (``SPLIT_SEED``;
+   ``--seed`` does not move it).
 2. Tokenize: ``WordTokenizer(num_words, oov_token="<unk>")`` (Keras's ``Tokenizer``) fitted on
    the training sentences, ``texts_to_sequences``, then ``pad_sequences(maxlen)`` (Keras's:
    pre-padding with 0, pre-truncating) into one (N, T) array of word ids.
@@ -17,15 +18,17 @@ and what a recurrent layer adds over counting words.
    keep the weights of the best val epoch, and report test accuracy at the end.
 5. Baseline: logistic regression on bag-of-words counts (one weight per word, summed over the
    sentence, plus a bias), trained the same way. Word order is invisible to it; the gap between
-   the two is what the LSTM learns from order ("not good" vs "good").
+   the two is what the LSTM learns from order ("not good" vs "good"). On these 8,454 short
+   training sentences there is no such gap beyond noise (docs/performance_rnn.md): the LSTM
+   overfits within three epochs, and counting words is as good.
 
-    python examples/lstm_classifier.py                          # ~1-2 minutes on 2 CPU cores
+    python examples/lstm_classifier.py                          # 20 s to 2 min on 2 CPU cores
     python examples/lstm_classifier.py --cell gru --epochs 8
     python examples/lstm_classifier.py --save sentiment.npz
     python examples/lstm_classifier.py --load sentiment.npz --predict "a gorgeous, moving film"
 
-The last line printed is a JSON object with the final metrics, e.g.
-``{"test_accuracy": 0.76, "baseline_test_accuracy": 0.74, ...}``.
+The last line printed is a JSON object with the final metrics; with the defaults it was
+``{"test_accuracy": 0.7628, ..., "baseline_test_accuracy": 0.7779, ...}``.
 """
 
 import argparse

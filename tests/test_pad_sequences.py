@@ -29,6 +29,15 @@ def test_keras_examples(kwargs, expected):
     np.testing.assert_array_equal(out, np.array(expected, dtype=np.int64).reshape(3, -1))
 
 
+def test_docstring_examples():
+    """The two examples in pad_sequences's own docstring."""
+    np.testing.assert_array_equal(pad_sequences([[1, 2, 3], [4, 5], [6]], maxlen=2),
+                                  [[2, 3], [4, 5], [0, 6]])
+    np.testing.assert_array_equal(
+        pad_sequences([[1, 2, 3], [6]], maxlen=2, padding="post", truncating="post"),
+        [[1, 2], [6, 0]])
+
+
 def test_empty_sequences_dtype_and_items():
     np.testing.assert_array_equal(pad_sequences([[], [7]]), [[0], [7]])
     assert pad_sequences([]).shape == (0, 0)

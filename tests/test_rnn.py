@@ -363,6 +363,8 @@ def test_wrong_input_rank_or_features_names_both_shapes(family):
         layer(np.zeros((5, 2, 1, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"got shape \(3,\)"):
         layer(np.zeros((3,), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"T, B >= 1; got shape \(0, 2, 3\)"):
+        layer(np.zeros((0, 2, 3), dtype=np.float32))
     batch_first = cls(3, 4, batch_first=True, **extra)
     with pytest.raises(ValueError, match=r"\(B, T, input_size\).*\(2, 5, 4\)"):
         batch_first(np.zeros((2, 5, 4), dtype=np.float32))
