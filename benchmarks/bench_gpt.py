@@ -11,11 +11,12 @@ the float32 matmul ceiling (NumPy's best GFLOP/s on a 1024^3 matmul, measured at
 threads (from threadpoolctl when it is installed), and peak memory. With ``--compare-torch`` both
 models start from the same weights, see the same batches in the same order with the same AdamW
 and schedule, and their steps alternate in one process (so load from other processes hits both
-alike); the ratio is ours / torch. Peak memory is measured in a separate child process per
-framework that trains only that one: its high-water resident set (``VmHWM`` in
-/proc/self/status, which starts afresh at exec; ``ru_maxrss`` would inherit the parent's peak
-across fork and exec, so both children printed the parent's 400 MiB), and the part of it
-added by training (the peak minus the resident set after imports and model construction).
+alike); the ratio is ours / torch, and each side's minor page faults per step are counted.
+Peak memory is measured in a separate child process per framework that trains only that one:
+its high-water resident set (``VmHWM`` in /proc/self/status, which starts afresh at exec;
+``ru_maxrss`` would inherit the parent's peak across fork and exec, so both children printed
+the parent's 400 MiB), and the part of it added by training (the peak minus the resident set
+after imports and model construction).
 
 FLOPs per step: 6 N (B T) for the matmuls with N weights (lm_head included), plus 12 L B T^2 C
 for attention's two (T, T) products, forward and backward (nanoGPT's estimate_mfu).
@@ -24,6 +25,7 @@ for attention's two (T, T) products, forward and backward (nanoGPT's estimate_mf
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -264,14 +266,17 @@ def main(argv=None):
         runners.append(Torch(config, device, ours.model.state_dict()))
         torch_threads = torch.get_num_threads()
     times = {r.name: [] for r in runners}
+    faults = {r.name: [] for r in runners}                 # minor page faults per step
     t_start = time.perf_counter()
     for it in range(args.steps):
         x, y = next(stream)
         # Alternate which framework goes first, so neither always runs on a warmer cache.
         for r in (runners if it % 2 == 0 else runners[::-1]):
+            f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = time.perf_counter()
             r.step(it, x, y)
             times[r.name].append(time.perf_counter() - t)
+            faults[r.name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
     wall = time.perf_counter() - t_start
 
     flops = flops_per_step(config, batch_size)
@@ -288,10 +293,13 @@ def main(argv=None):
     for name, ts in times.items():
         ms = 1e3 * float(np.median(ts[args.warmup:]))
         gflops = flops / ms / 1e6
+        n_faults = int(np.median(faults[name][args.warmup:]))
         results[name] = {"median_ms": ms, "tokens_per_s": tokens / ms * 1e3,
-                         "gflops": gflops, "ceiling_share": gflops / ceiling}
+                         "gflops": gflops, "ceiling_share": gflops / ceiling,
+                         "page_faults_per_step": n_faults}
         print(f"  {name:<13} {ms:8.1f} ms/step  {tokens / ms * 1e3:9.0f} tokens/s  "
-              f"{gflops:6.1f} GFLOP/s ({gflops / ceiling:.0%} of the ceiling)")
+              f"{gflops:6.1f} GFLOP/s ({gflops / ceiling:.0%} of the ceiling)  "
+              f"{n_faults} page faults/step")
     if args.compare_torch:
         ratio = results["tinygrad_llm"]["median_ms"] / results["torch"]["median_ms"]
         results["ratio"] = ratio
