@@ -415,6 +415,25 @@ def test_lstm_state_must_be_a_pair():
         layer(x, np.zeros((2, 2, 4), dtype=np.float32))
 
 
+@pytest.mark.parametrize("family", list(LAYERS))
+def test_dtype_must_match_the_parameters(family):
+    """As torch: no silent float64 run of a float32 layer, no integer ids taken as numbers."""
+    cls, _, extra = LAYERS[family]
+    layer = cls(3, 4, **extra)                                              # float32
+    name = cls.__name__
+    with pytest.raises(ValueError, match=rf"{name}: input dtype float64 does not match the "
+                                         r"parameters' dtype float32"):
+        layer(np.zeros((5, 2, 3)))
+    with pytest.raises(ValueError, match=rf"{name}: input dtype int64"):
+        layer(np.zeros((5, 2, 3), dtype=np.int64))
+    x, h0 = np.zeros((5, 2, 3), dtype=np.float32), np.zeros((1, 2, 4))
+    with pytest.raises(ValueError, match=rf"{name}: h0 dtype float64 does not match"):
+        layer(x, (h0, h0.astype(np.float32)) if family == "lstm" else h0)
+    cell_cls, _, cell_extra = CELLS[family]
+    with pytest.raises(ValueError, match=rf"{cell_cls.__name__}: input dtype float64"):
+        cell_cls(3, 4, **cell_extra)(np.zeros((2, 3)))
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="nonlinearity"):
         RNN(3, 4, nonlinearity="sigmoid")

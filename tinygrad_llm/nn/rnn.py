@@ -48,11 +48,23 @@ def _zeros(shape, like):
     return Tensor._wrap(xp.zeros(shape, dtype=like.dtype))
 
 
-def _check_state(name, what, h, expected):
-    """Raise unless the state ``h`` has the ``expected`` shape; return it as a Tensor."""
+def _check_dtype(name, what, t, dtype):
+    """Raise unless ``t`` has the parameters' dtype. NumPy would otherwise run the whole layer
+    in the wider type (float64 input, float32 weights: silently twice as slow), or take integer
+    word ids as numbers (a missing Embedding). torch refuses both too."""
+    if t.dtype != dtype:
+        raise ValueError(f"{name}: {what} dtype {t.dtype} does not match the parameters' dtype "
+                         f"{dtype}; convert the {what} ({what}.astype({dtype})) or the module "
+                         f"(.to(dtype=...))")
+
+
+def _check_state(name, what, h, expected, dtype):
+    """Raise unless the state ``h`` has the ``expected`` shape and ``dtype``; return it as a
+    Tensor."""
     h = _as_tensor(h)
     if h.shape != expected:
         raise ValueError(f"{name}: expected {what} of shape {expected}, got {h.shape}")
+    _check_dtype(name, what, h, dtype)
     return h
 
 
@@ -138,6 +150,8 @@ class RNNBase(Module):
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
             raise ValueError(f"{name}: expected input of shape {layout} with input_size={I}, or "
                              f"unbatched (T, {I}), with T, B >= 1; got shape {x.shape}")
+        dtype = self.weight_ih_l0.dtype
+        _check_dtype(name, "input", x, dtype)
         batched = x.ndim == 3
         if not batched:
             x = x.expand_dims(1)                                            # (T, 1, I)
@@ -148,7 +162,7 @@ class RNNBase(Module):
         states = []
         for what, h in (("h0", h0), ("c0", c0)):
             if h is not None:
-                h = _check_state(name, what, h, state_shape)
+                h = _check_state(name, what, h, state_shape, dtype)
                 h = h if batched else h.expand_dims(1)                      # (L*D, B, H)
             states.append(h)
         h0, c0 = states
@@ -265,6 +279,8 @@ class RNNCellBase(Module):
         if x.ndim not in (1, 2) or x.shape[-1] != I or 0 in x.shape:
             raise ValueError(f"{name}: expected input of shape (B, {I}) or unbatched ({I},), "
                              f"got shape {x.shape}")
+        dtype = self.weight_ih.dtype
+        _check_dtype(name, "input", x, dtype)
         batched = x.ndim == 2
         x = x if batched else x.expand_dims(0)                              # (B, I)
         B = x.shape[0]
@@ -273,7 +289,7 @@ class RNNCellBase(Module):
             if h is None:
                 out.append(_zeros((B, H), x))                               # (B, H)
                 continue
-            h = _check_state(name, what, h, (B, H) if batched else (H,))
+            h = _check_state(name, what, h, (B, H) if batched else (H,), dtype)
             out.append(h if batched else h.expand_dims(0))                  # (B, H)
         return x, out, batched
 
