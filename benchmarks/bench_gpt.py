@@ -5,6 +5,7 @@ r"""Train the GPT on Tiny Shakespeare for N steps and measure it; optionally aga
     python benchmarks/bench_gpt.py --compare-torch --steps 500 --val   # + val loss after 500
     python benchmarks/bench_gpt.py --config baby --steps 10            # the baby GPT
     python benchmarks/bench_gpt.py --profile             # time per op type, forward/backward
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_gpt.py --cpu-time --steps 30   # under load
 
 Reports the median ms/step after ``--warmup`` steps, tokens/s, achieved GFLOP/s and its share of
 the float32 matmul ceiling (NumPy's best GFLOP/s on a 1024^3 matmul, measured at start), the BLAS
@@ -65,6 +66,11 @@ def parse_args(argv=None):
     p.add_argument("--profile-steps", type=int, default=5, help="steps averaged by --profile")
     p.add_argument("--unfused", action="store_true", help="attention from primitives")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--cpu-time", action="store_true",
+                   help="ours alone: CPU time of this thread per step and page faults (robust "
+                        "to load; run with OPENBLAS_NUM_THREADS=1)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="with --cpu-time: glibc's malloc keeps freed memory (no page faults)")
     p.add_argument("--memory-child", choices=("ours", "torch"), default=None,
                    help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -192,6 +198,46 @@ def rss_mib():
     return now if now is not None else peak_rss_mib()
 
 
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed memory (mallopt): large blocks come from the heap, not
+    fresh mmap()s, and the heap's free top is not given back. Then a step's temporaries take no
+    page faults, whatever the allocation history. Linux with glibc only; False elsewhere."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3                     # glibc's malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)
+                    and libc.mallopt(m_trim_threshold, 512 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
+def cpu_time(args, config, batch_size, stream, device):
+    """``--cpu-time``: ours alone; each step's CPU time in this thread and its page faults.
+
+    ``time.thread_time`` counts only the cycles this thread ran, not the time it waited for a
+    core, so on a loaded machine it still compares two versions of the code (run with
+    OPENBLAS_NUM_THREADS=1, so that the BLAS work is on this thread too).
+    """
+    if args.keep_freed_memory and not keep_freed_memory():
+        print("--keep-freed-memory: no glibc mallopt here; ignored")
+    ours = Ours(config, device)
+    cpu, faults = [], []
+    for it in range(args.steps):
+        x, y = next(stream)
+        f, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.thread_time()
+        ours.step(it, x, y)
+        cpu.append(time.thread_time() - t)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
+    ms = 1e3 * float(np.median(cpu[args.warmup:]))
+    print(f"config {args.config}, B={batch_size}: {ms:.1f} CPU ms/step in this thread (median of "
+          f"{args.steps - args.warmup}), {int(np.median(faults[args.warmup:]))} page faults/step; "
+          f"BLAS {blas_threads()}; malloc keeps freed memory: {args.keep_freed_memory}; "
+          f"{uptime()}")
+    return 0
+
+
 def uptime():
     """'load average a b c', as ``uptime`` prints it."""
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -248,6 +294,8 @@ def main(argv=None):
     config, batch_size = make_config(args, len(chars))
     stream = batches(train_ids, batch_size, config.block_size, args.seed)
 
+    if args.cpu_time:
+        return cpu_time(args, config, batch_size, stream, device)
     if args.memory_child:
         runner = Ours(config, device) if args.memory_child == "ours" else \
             Torch(config, device, Ours(config, device).model.state_dict())
