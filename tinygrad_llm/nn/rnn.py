@@ -13,7 +13,8 @@ layer k and the reverse direction's ``_reverse`` copies:
     bias_ih_l{k}    b_ih (G,)                                  bias_hh_l{k}    b_hh (G,)
 
 all initialised U(-1/sqrt(H), 1/sqrt(H)). The state is passed in and returned, never kept on the
-module. Each layer is one fused Function with hand-derived BPTT (tinygrad_llm/ops/rnn.py);
+module. Inputs and states must have the parameters' dtype, as in torch (a float64 input to a
+float32 layer is an error, not a silent float64 run). Each layer is one fused Function with hand-derived BPTT (tinygrad_llm/ops/rnn.py);
 derivations in docs/rnn.md.
 
 Variable-length batches: ``lengths`` (B,) of ints in [1, T]. Step t of sequence b is padding when
