@@ -14,8 +14,8 @@ layer k and the reverse direction's ``_reverse`` copies:
 
 all initialised U(-1/sqrt(H), 1/sqrt(H)). The state is passed in and returned, never kept on the
 module. Inputs and states must have the parameters' dtype, as in torch (a float64 input to a
-float32 layer is an error, not a silent float64 run). Each layer is one fused Function with hand-derived BPTT (tinygrad_llm/ops/rnn.py);
-derivations in docs/rnn.md.
+float32 layer is an error, not a silent float64 run). Each layer is one fused Function with
+hand-derived BPTT (tinygrad_llm/ops/rnn.py); derivations in docs/rnn.md.
 
 Variable-length batches: ``lengths`` (B,) of ints in [1, T]. Step t of sequence b is padding when
 t >= lengths[b]: it leaves the state unchanged and its output is zero, so h_n (and c_n) hold each
