@@ -44,6 +44,8 @@ from tinygrad_llm.data import get_batch, tiny_shakespeare  # noqa: E402
 from tinygrad_llm.models.gpt import GPT, GPTConfig  # noqa: E402
 from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr  # noqa: E402
 
+# nanoGPT's shakespeare_char configs (its train.py has no biases: bias=False), as
+# examples/train_shakespeare.py runs them; --bias adds GPT-2's biases.
 CONFIGS = {
     "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0),
     "baby": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2),
@@ -56,6 +58,7 @@ def parse_args(argv=None):
     for name in ("n-layer", "n-head", "n-embd", "block-size", "batch-size"):
         p.add_argument(f"--{name}", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--bias", action="store_true", help="biases in Linear and LayerNorm (GPT-2's)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5, help="steps left out of the median")
     p.add_argument("--device", default="cpu")
@@ -83,7 +86,8 @@ def make_config(args, vocab_size):
         if getattr(args, k) is not None:
             c[k] = getattr(args, k)
     batch_size = c.pop("batch_size")
-    return GPTConfig(vocab_size=vocab_size, fused_attention=not args.unfused, **c), batch_size
+    return GPTConfig(vocab_size=vocab_size, fused_attention=not args.unfused, bias=args.bias,
+                     **c), batch_size
 
 
 def flops_per_step(config, batch_size):
@@ -278,6 +282,8 @@ def memory_in_child(args, framework):
     for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "dropout"):
         if getattr(args, k) is not None:
             argv += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    argv += ["--bias"] if args.bias else []
+    argv += ["--unfused"] if args.unfused else []
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
