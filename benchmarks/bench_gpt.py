@@ -202,21 +202,6 @@ def rss_mib():
     return now if now is not None else peak_rss_mib()
 
 
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed memory (mallopt): large blocks come from the heap, not
-    fresh mmap()s, and the heap's free top is not given back. Then a step's temporaries take no
-    page faults, whatever the allocation history. Linux with glibc only; False elsewhere."""
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3                     # glibc's malloc.h
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)
-                    and libc.mallopt(m_trim_threshold, 512 << 20))
-    except (OSError, AttributeError):
-        return False
-
-
 def cpu_time(args, config, batch_size, stream, device):
     """``--cpu-time``: ours alone; each step's CPU time in this thread and its page faults.
 
@@ -224,7 +209,7 @@ def cpu_time(args, config, batch_size, stream, device):
     core, so on a loaded machine it still compares two versions of the code (run with
     OPENBLAS_NUM_THREADS=1, so that the BLAS work is on this thread too).
     """
-    if args.keep_freed_memory and not keep_freed_memory():
+    if args.keep_freed_memory and not backend.keep_freed_memory():
         print("--keep-freed-memory: no glibc mallopt here; ignored")
     ours = Ours(config, device)
     cpu, faults = [], []

@@ -578,4 +578,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    backend.keep_freed_memory()  # reuse freed pages: no page faults in each step (backend.py)
     sys.exit(main())
