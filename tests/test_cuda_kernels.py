@@ -623,3 +623,101 @@ def test_gpt_steps_with_clipping_on_the_stand_in_equal_the_cpu_steps(fake_cuda):
     np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-5)
     for k, v in out["cpu"][1].items():
         np.testing.assert_allclose(out["cuda"][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+# ---- the fused Functions and the flat AdamW dispatch to the kernels (emulated) --------------
+def _cpu_and_cuda(f, arrays, upstream):
+    """f's output and gradients on "cpu" and on the stand-in "cuda" (emulated kernels)."""
+    out = []
+    for device in ("cpu", "cuda"):
+        ts = [Tensor(a, requires_grad=a.dtype.kind == "f", device=device) for a in arrays]
+        with fake_cupy.counting() as counts:
+            y = f(*ts)
+            y.backward(Tensor(upstream, device=device))
+            assert counts["sync"] == 0 or device == "cpu"
+        out.append((y.numpy(), [t.grad.numpy() for t in ts if t.grad is not None]))
+    return out
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_function_runs_the_kernels_on_cuda(emulated, approximate):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((6, 50)) * 3).astype(np.float32)
+    dy = rng.standard_normal((6, 50)).astype(np.float32)
+    (y0, g0), (y1, g1) = _cpu_and_cuda(lambda t: F.gelu(t, approximate=approximate), [x], dy)
+    np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g1[0], g0[0], rtol=1e-5, atol=1e-5)
+    suffix = "" if approximate == "none" else "tanh_"
+    assert emulated == [f"gelu_{suffix}forward", f"gelu_{suffix}backward"]
+
+
+def test_layer_norm_function_runs_the_kernels_on_cuda(emulated):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 9, 24)).astype(np.float32)
+    w, b = rng.standard_normal(24).astype(np.float32), rng.standard_normal(24).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    (y0, g0), (y1, g1) = _cpu_and_cuda(F.layer_norm, [x, w, b], dy)
+    np.testing.assert_allclose(y1, y0, rtol=1e-4, atol=1e-5)
+    for a, b_ in zip(g1, g0):
+        np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-5)
+    assert emulated == ["layer_norm_forward", "layer_norm_backward",
+                        "layer_norm_backward_params"]
+
+
+def test_cross_entropy_function_runs_the_kernels_on_cuda_for_the_mean_only(emulated):
+    rng = np.random.default_rng(6)
+    logits = (rng.standard_normal((20, 11)) * 3).astype(np.float32)
+    targets = rng.integers(0, 11, 20)
+    targets[::3] = -100
+    (l0, g0), (l1, g1) = _cpu_and_cuda(lambda t: F.cross_entropy(t, targets), [logits],
+                                       np.float32(0.5))
+    np.testing.assert_allclose(l1, l0, rtol=1e-5)
+    np.testing.assert_allclose(g1[0], g0[0], rtol=1e-4, atol=1e-7)
+    assert emulated == ["cross_entropy_forward", "cross_entropy_backward"]
+    emulated.clear()
+    F.cross_entropy(Tensor(logits, device="cuda"), targets, reduction="sum")
+    assert emulated == []                                     # 'sum' and 'none': plain CuPy
+
+
+def test_switched_off_or_float64_the_functions_run_plain_cupy(emulated):
+    x = Tensor(np.ones((2, 8), dtype=np.float32), device="cuda")
+    with kernels(False):
+        F.gelu(x)
+        F.layer_norm(x)
+    F.gelu(Tensor(np.ones((2, 8)), device="cuda"))          # float64
+    assert emulated == []
+
+
+def test_gpt_step_with_emulated_kernels_equals_the_cpu_step(emulated):
+    """A whole GPT training step on "cuda" with every fused op and the flat AdamW going
+    through the (emulated) kernels: the same loss and parameters as on the CPU, no sync."""
+    from tinygrad_llm.data import get_batch
+    from tinygrad_llm.models.gpt import GPT, GPTConfig
+    from tinygrad_llm.optim import clip_grad_norm_
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    ids = np.random.default_rng(0).integers(0, 11, 200)
+    results = {}
+    for device in ("cpu", "cuda"):
+        tg.manual_seed(0)
+        model = GPT(config).to(device)
+        opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+        rng = np.random.default_rng(1)
+        with fake_cupy.counting() as counts:
+            for _ in range(2):
+                x, y = get_batch(ids, 4, 8, rng, device)
+                _, loss = model(x, y)
+                opt.zero_grad()
+                loss.backward()
+                clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+            syncs = counts["sync"]
+        results[device] = (loss.item(), model.state_dict())
+        if device == "cuda":
+            assert syncs == 0
+    assert results["cuda"][0] == pytest.approx(results["cpu"][0], rel=1e-5)
+    for k, v in results["cpu"][1].items():
+        np.testing.assert_allclose(results["cuda"][1][k], v, rtol=1e-4, atol=1e-6, err_msg=k)
+    for name in ("gelu_forward", "gelu_backward", "layer_norm_forward",
+                 "layer_norm_backward", "layer_norm_backward_params", "cross_entropy_forward",
+                 "cross_entropy_backward", "adamw_step"):
+        assert name in emulated, name

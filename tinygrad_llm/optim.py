@@ -301,6 +301,10 @@ def adam_update_flat(p, g, m, v, scratch, lr, beta1, beta2, eps, weight_decay, s
     ``p, g, m, v, scratch`` are same-shaped arrays (``scratch`` holds the temporaries); the rest
     are Python numbers. The same arithmetic, in the same order, as ``Adam._update``.
     """
+    if backend.cuda_kernels_for(p, g, m, v):                       # kernels/adamw.cu, one pass
+        backend.adamw_step_cuda(p, g, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                weight_decay=weight_decay, step=step, decoupled=decoupled)
+        return
     xp = backend.get_xp(p)
     if weight_decay and decoupled:
         p *= 1 - lr * weight_decay                                 # p <- p (1 - lr wd)

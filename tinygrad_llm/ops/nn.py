@@ -81,6 +81,8 @@ class CrossEntropy(Function):
         dlogits[n, c] = dloss_n (p[n, c] - [c == t_n])    (divided by M for 'mean')
     """
 
+    kernel = False   # set by forward when it ran the fused CUDA kernel (backend.py)
+
     def forward(self, logits, targets, ignore_index=-100, reduction="mean"):
         xp = backend.get_xp(logits)
         if logits.ndim != 2:
@@ -93,6 +95,12 @@ class CrossEntropy(Function):
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', "
                              f"got {reduction!r}")
+        if reduction == "mean" and backend.cuda_kernels_for(logits):  # kernels/cross_entropy.cu
+            self.kernel, self.logits, self.targets = True, logits, targets
+            self.ignore_index = ignore_index                # saved: logits, and lse and M below
+            loss, self.lse, self.count = backend.cross_entropy_forward_cuda(logits, targets,
+                                                                            ignore_index)
+            return loss
         n, c = logits.shape
         valid = targets != ignore_index                                    # (N,)
         safe = xp.where(valid, targets, 0)                                 # (N,)
@@ -117,6 +125,9 @@ class CrossEntropy(Function):
         return loss.sum() / self.count
 
     def backward(self, dy):
+        if self.kernel:                                     # dlogits = (dy / M) (p - onehot)
+            return backend.cross_entropy_backward_cuda(dy, self.logits, self.targets, self.lse,
+                                                       self.count, self.ignore_index), None
         xp = backend.get_xp(dy)
         if self.reduction == "mean":
             scale = (dy / self.count) * self.valid                          # (N,)
@@ -142,12 +153,18 @@ class LayerNorm(Function):
         dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat))
     """
 
+    kernel = False   # set by forward when it ran the fused CUDA kernel (backend.py)
+
     def forward(self, x, w=None, b=None, eps=1e-5):
         c = x.shape[-1]
         for name, p in (("weight", w), ("bias", b)):
             if p is not None and p.shape != (c,):
                 raise ValueError(f"layer_norm: {name} must have shape ({c},) for input "
                                  f"{x.shape}, got {p.shape}")
+        if backend.cuda_kernels_for(x, w, b):               # kernels/layer_norm.cu
+            self.kernel, self.x, self.w = True, x, w        # saved: x, w, and mean, rstd (N,)
+            y, self.mean, self.rstd = backend.layer_norm_forward_cuda(x, w, b, eps)
+            return y
         xp = backend.get_xp(x)
         # Means over rows of C numbers as matrix-vector products with a (C,) vector of 1/C:
         # BLAS's gemv is several times faster than NumPy's mean over short rows.
@@ -164,8 +181,11 @@ class LayerNorm(Function):
         return y.reshape(x.shape)                                           # (..., C)
 
     def backward(self, dy):
-        xhat, rstd, w = self.xhat, self.rstd, self.w
         _, need_w, need_b = self.needs_input_grad
+        if self.kernel:                                     # recomputes xhat from mean, rstd
+            return backend.layer_norm_backward_cuda(dy, self.x, self.w, self.mean, self.rstd,
+                                                    need_w, need_b)
+        xhat, rstd, w = self.xhat, self.rstd, self.w
         xp = backend.get_xp(dy)
         n, c = xhat.shape
         dy2 = dy.reshape(n, c)                                              # (N, C)
@@ -199,7 +219,12 @@ class GELU(Function):
     then one multiply, dx = dy * dy/dx.
     """
 
+    kernel = False   # set by forward when it ran the fused CUDA kernel (backend.py)
+
     def forward(self, x, approximate="none"):
+        if approximate in ("none", "tanh") and backend.cuda_kernels_for(x):   # kernels/gelu.cu
+            self.kernel, self.x, self.approximate = True, x, approximate    # saved: x
+            return backend.gelu_forward_cuda(x, approximate)
         if approximate == "none":
             y, self.slope = backend.blockwise(_gelu_and_slope, x)          # saved: dy/dx
         elif approximate == "tanh":
@@ -209,6 +234,8 @@ class GELU(Function):
         return y
 
     def backward(self, dy):
+        if self.kernel:                                     # recomputes the slope from x
+            return (backend.gelu_backward_cuda(dy, self.x, self.approximate),)
         return (dy * self.slope,)                                           # dx = dy dy/dx
 
 
