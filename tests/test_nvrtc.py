@@ -11,7 +11,8 @@ the PTX. Two planted faults show the check can fail: a typo, and a kernel name t
 asks for that the source does not define.
 
 This proves the CUDA C is valid and complete. It does not run a kernel: whether the kernels
-compute the right numbers is tests/test_cuda_kernels.py's GPU part (``-m gpu``), on a real GPU.
+compute the right numbers is tests/test_cuda_kernels.py's job, on the CPU (the same source built
+by g++ over tests/cuda_on_cpu.h) and on a real GPU (``-m gpu``).
 The tests skip when the wheel is absent (``pip install nvidia-cuda-nvrtc-cu12``).
 """
 
