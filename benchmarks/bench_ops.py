@@ -9,7 +9,7 @@ recording the graph, sorting it, accumulating gradients), not arithmetic. Three 
 3. one training step of a small MLP (forward, cross-entropy, backward, SGD update).
 
 Run:  python benchmarks/bench_ops.py            (about a minute; --quick for a fast look)
-Results and the machine's load are recorded in docs/performance_core.md.
+Results and the machine's load are recorded in docs/performance.md.
 """
 
 import argparse

@@ -7,7 +7,7 @@ processes hits both alike; we report the median of each and the ratio ours / tor
     python benchmarks/bench_rnn.py [--repeats 15] [--threads N] [--mode lstm|gru|rnn]
     python benchmarks/bench_rnn.py --vanishing      # the experiment of docs/rnn.md (no torch)
 
-Results go in docs/performance_rnn.md. Timings on a shared machine are noisy: read the ratio, and
+Results go in docs/performance.md. Timings on a shared machine are noisy: read the ratio, and
 note the load (``uptime``) next to it.
 """
 

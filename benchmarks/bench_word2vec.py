@@ -13,7 +13,7 @@ the repository root is put on sys.path so tinygrad_llm imports from the checkout
     /work/venv-gensim/bin/python benchmarks/bench_word2vec.py --epochs 10 --sg 1
     python benchmarks/bench_word2vec.py --batch-sizes 128,256,512,1024   # a batch-size sweep
 
-Results: docs/performance_word2vec.md.
+Results: docs/performance.md.
 """
 
 import argparse

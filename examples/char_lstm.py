@@ -18,7 +18,7 @@ What this teaches: a recurrent language model end to end, and how its state is c
     python examples/char_lstm.py --load char_lstm.npz --start "ROMEO:" --temperature 0.8
 
 The last line printed is a JSON object with the final train and val losses. The default run
-reaches train loss ~1.40 and val loss ~1.60 (docs/performance_rnn.md). On a machine busy with
+reaches train loss ~1.40 and val loss ~1.60 (docs/performance.md). On a machine busy with
 other work, run it with OPENBLAS_NUM_THREADS=1: each step's (B, H)(H, 4H) product is small, and
 two BLAS threads that must wait for each other's turn on the CPU cost far more than they save.
 """

@@ -19,7 +19,7 @@ and what a recurrent layer adds over counting words.
 5. Baseline: logistic regression on bag-of-words counts (one weight per word, summed over the
    sentence, plus a bias), trained the same way. Word order is invisible to it; the gap between
    the two is what the LSTM learns from order ("not good" vs "good"). On these 8,454 short
-   training sentences there is no such gap beyond noise (docs/performance_rnn.md): the LSTM
+   training sentences there is no such gap beyond noise (docs/performance.md): the LSTM
    overfits within three epochs, and counting words is as good.
 
     python examples/lstm_classifier.py                          # 20 s to 2 min on 2 CPU cores
