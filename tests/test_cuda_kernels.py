@@ -512,19 +512,8 @@ def test_gpu_gpt_step_with_and_without_kernels_agree(gpu):
 
 # ---- examples/train_shakespeare.py on "cuda" (the stand-in) ----------------------------------
 def _train_script():
-    import importlib.util
-    import pathlib
-    import sys
-    examples = pathlib.Path(__file__).resolve().parents[1] / "examples"
-    spec = importlib.util.spec_from_file_location("train_shakespeare_cuda",
-                                                  examples / "train_shakespeare.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(examples))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
-    return module
+    from example_scripts import load_example  # noqa: PLC0415
+    return load_example("train_shakespeare", "train_shakespeare_cuda")
 
 
 def _run_cuda(tmp_path, max_iters, *flags):

@@ -2,21 +2,18 @@
 chance, bad data files give a message naming the line, save/predict round-trips, and the char
 LSTM trains and samples."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from example_scripts import load_example
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(name)
 
 
 QUICK = ["--limit", "3000", "--epochs", "2", "--maxlen", "24", "--num-words", "3000",
