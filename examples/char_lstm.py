@@ -33,6 +33,7 @@ import numpy as np
 
 import tinygrad_llm
 from tinygrad_llm import Tensor, backend, nn, no_grad
+from tinygrad_llm.checkpoint import load_npz, save_npz
 from tinygrad_llm.data import get_batch, tiny_shakespeare
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.optim import Adam, clip_grad_norm_
@@ -111,17 +112,12 @@ def save(path, model, tok, args, meta_extra):
     meta = {"format": FORMAT, "version": 1, "chars": "".join(tok.chars),
         "config": {k: getattr(args, k) for k in ("embed_dim", "hidden_size", "num_layers")},
         **meta_extra}
-    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
-    arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    save_npz(path, {f"model.{k}": v for k, v in model.state_dict().items()}, meta)  # atomic
 
 
 def load(path, device):
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("meta_json").tobytes().decode("utf-8"))
+        meta, arrays = load_npz(path)
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"cannot read a saved model from {path}: {e}") from None
     if meta.get("format") != FORMAT:

@@ -40,6 +40,7 @@ import numpy as np
 
 import tinygrad_llm
 from tinygrad_llm import Tensor, nn, no_grad
+from tinygrad_llm.checkpoint import load_npz, save_npz
 from tinygrad_llm.data import load_movie_reviews, pad_sequences
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.optim import Adam
@@ -193,17 +194,12 @@ def save(path, model, tokenizer, args):
             "config": {"num_words": args.num_words, "maxlen": args.maxlen,
                        "embed_dim": args.embed_dim, "hidden_size": args.hidden_size,
                        "cell": args.cell}}
-    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
-    arrays["meta_json"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    save_npz(path, {f"model.{k}": v for k, v in model.state_dict().items()}, meta)  # atomic
 
 
 def load(path):
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("meta_json").tobytes().decode("utf-8"))
+        meta, arrays = load_npz(path)
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"cannot read a saved classifier from {path}: {e}") from None
     if meta.get("format") != FORMAT:

@@ -33,7 +33,6 @@ figures (``pool_used_bytes``, ``pool_total_bytes``).
 import argparse
 import hashlib
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -44,6 +43,7 @@ import numpy as np
 
 import tinygrad_llm
 from tinygrad_llm import backend, no_grad
+from tinygrad_llm.checkpoint import load_npz, save_npz
 from tinygrad_llm.data import get_batch, tiny_shakespeare
 from tinygrad_llm.models.gpt import GPT, GPTConfig
 from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr
@@ -218,20 +218,7 @@ def save_checkpoint(path, model, opt, meta):
                 optim={"param_groups": [{k: (list(v) if isinstance(v, tuple) else v)
                                          for k, v in g.items()} for g in state["param_groups"]],
                        "scalars": scalars})
-    blob = json.dumps(meta).encode("utf-8")
-    arrays["meta_json"] = np.frombuffer(blob, dtype=np.uint8)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)                        # mkstemp makes it private; a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npz(path, arrays, meta)                    # a temp file, then os.replace
 
 
 def load_checkpoint(path):
@@ -240,9 +227,7 @@ def load_checkpoint(path):
     if not path.exists():
         raise UsageError(f"no checkpoint at {path} (train first, or check --out-dir)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(arrays.pop("meta_json").tobytes().decode("utf-8"))
+        meta, arrays = load_npz(path)
     except Exception as e:  # BadZipFile, ValueError, KeyError, OSError, JSON errors: all corrupt
         raise UsageError(f"{path} is not a readable checkpoint (corrupt or truncated?): "
                          f"{type(e).__name__}: {e}") from None

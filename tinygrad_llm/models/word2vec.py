@@ -24,12 +24,14 @@ rate and the mini-batch semantics: docs/word2vec.md.
 
 import json
 import math
+import os
 import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from tinygrad_llm.checkpoint import atomic_write
 from tinygrad_llm.nn.layers import Embedding
 from tinygrad_llm.nn.module import Module, Parameter
 from tinygrad_llm.ops.word2vec import cbow_loss, sgns_loss
@@ -454,9 +456,10 @@ class KeyedVectors:
         return cls(vectors, keys)
 
     def save(self, path):
-        """Save to a .npz file (no pickle): vectors, keys and counts."""
-        np.savez(path, vectors=self.vectors, keys=np.array(self.index_to_key, dtype=str),
-                 counts=self.counts)
+        """Save to a .npz file (no pickle, written atomically): vectors, keys and counts."""
+        with atomic_write(_npz_path(path)) as f:
+            np.savez(f, vectors=self.vectors, keys=np.array(self.index_to_key, dtype=str),
+                     counts=self.counts)
 
     @classmethod
     def load(cls, path):
@@ -465,6 +468,12 @@ class KeyedVectors:
 
     def __repr__(self):
         return f"KeyedVectors({len(self)} words, vector_size={self.vector_size})"
+
+
+def _npz_path(path):
+    """``path`` with ``.npz`` appended unless it has it, as ``np.savez`` names its files."""
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else path + ".npz"
 
 
 def _ranks(x):
@@ -684,9 +693,10 @@ class Word2Vec:
         if self.module is None:
             raise RuntimeError("Word2Vec.save: the model has no vocabulary yet")
         config = {k: getattr(self, k) for k in self._CONFIG}
-        np.savez(path, vectors=self.wv.vectors, syn1neg=self.syn1neg,
-                 keys=np.array(self.wv.index_to_key, dtype=str), counts=self.wv.counts,
-                 config=np.array(json.dumps(config)))
+        with atomic_write(_npz_path(path)) as f:
+            np.savez(f, vectors=self.wv.vectors, syn1neg=self.syn1neg,
+                     keys=np.array(self.wv.index_to_key, dtype=str), counts=self.wv.counts,
+                     config=np.array(json.dumps(config)))
 
     @classmethod
     def load(cls, path):

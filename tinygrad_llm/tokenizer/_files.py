@@ -5,8 +5,9 @@ loading a file never runs code from it.
 """
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from tinygrad_llm.checkpoint import atomic_write
 
 __all__ = ["TokenizerFileError", "write_text_atomic", "read_text", "read_json"]
 
@@ -25,26 +26,11 @@ class TokenizerFileError(ValueError):
 
 
 def write_text_atomic(path, text):
-    r"""Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one.
-
-    We write a temporary file in the same directory, flush it to disk, and rename it over the
-    target with ``os.replace`` (atomic on POSIX and Windows). A crash mid-write leaves at worst a
-    stray temporary file, never a truncated tokenizer.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    r"""Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one (a
+    temporary file renamed over the target: tinygrad_llm.checkpoint.atomic_write). A crash
+    mid-write never leaves a truncated tokenizer."""
+    with atomic_write(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
 
 
 def read_text(path):

@@ -1,0 +1,37 @@
+"""tinygrad_llm.checkpoint: a save either completes or leaves the old file as it was."""
+
+import numpy as np
+import pytest
+
+from tinygrad_llm.checkpoint import atomic_write, load_npz, save_npz
+
+
+def test_save_npz_round_trips_arrays_and_meta(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "ids": np.array([3, 1])}
+    save_npz(path, arrays, {"iter": 7, "name": "été"})
+    meta, loaded = load_npz(path)
+    assert meta == {"iter": 7, "name": "été"}
+    assert loaded.keys() == arrays.keys()
+    for k in arrays:
+        np.testing.assert_array_equal(loaded[k], arrays[k])
+        assert loaded[k].dtype == arrays[k].dtype
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save_npz(path, {"w": np.ones(3)}, {"iter": 1})
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic_write(path) as f:
+            f.write(b"half a checkpoint")
+            raise RuntimeError("crash mid-save")
+    assert load_npz(path)[0] == {"iter": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+
+
+def test_load_npz_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, meta_json=np.frombuffer(b"{}", dtype=np.uint8),
+             obj=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_npz(path)

@@ -1,0 +1,60 @@
+r"""Saving without pickle, and without ever leaving a half-written file.
+
+* ``atomic_write(path)``: a file object for a temporary file beside ``path``; when the ``with``
+  block ends it is flushed to disk and renamed over ``path`` (``os.replace``, atomic on POSIX
+  and Windows). If anything fails, the temporary file is removed and ``path`` is untouched:
+  readers, and a run that crashes mid-save, see the old file or the new one, never a mix.
+* ``save_npz(path, arrays, meta)`` / ``load_npz(path)``: named NumPy arrays in one ``.npz``,
+  with a JSON-able ``meta`` dict riding along as the uint8 array ``meta_json``. Loading uses
+  ``allow_pickle=False``, so a file can carry data but never code.
+
+The training examples save their checkpoints with these; the tokenizers write their JSON through
+``atomic_write``.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["atomic_write", "save_npz", "load_npz"]
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", **open_kwargs):
+    """``with atomic_write(path) as f: ...`` writes ``path`` all at once or not at all."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)                     # mkstemp makes it private; a normal file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_npz(path, arrays, meta):
+    """Write ``arrays`` ({name: ndarray}) and ``meta`` (a JSON-able dict) to ``path`` atomically."""
+    blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays, meta_json=blob)
+
+
+def load_npz(path):
+    """``(meta, arrays)`` from a file written by ``save_npz``; never unpickles.
+
+    A missing file raises OSError; a file that is not such an .npz raises what NumPy, zipfile or
+    json raise for it (ValueError, KeyError, zipfile.BadZipFile): callers turn those into a
+    message for the user.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta_json").tobytes().decode("utf-8"))
+    return meta, arrays
