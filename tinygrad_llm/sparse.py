@@ -23,7 +23,8 @@ several uses of one table accumulate by concatenation (and into a dense gradient
 import numpy as np
 
 from tinygrad_llm import backend
-from tinygrad_llm.tensor import Function, Tensor
+from tinygrad_llm.ops.nn import Embedding
+from tinygrad_llm.tensor import Tensor
 
 __all__ = ["RowSparseGrad", "SparseEmbedding", "sparse_embedding", "scatter_add_rows"]
 
@@ -151,24 +152,14 @@ def accumulate(grad, dx, like):
     return grad
 
 
-class SparseEmbedding(Function):
+class SparseEmbedding(Embedding):
     r"""y = W[ids], with a row-sparse gradient for W.
 
     Forward: y = W[ids], shape ids.shape + (D,). Backward: dW = RowSparseGrad(ids.ravel(),
     dy.reshape(-1, D)), meaning dW[v] = sum of dy over every position whose id is v.
     """
 
-    def forward(self, ids, w):
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
-        if backend.get_xp(w) is __import__("numpy") and ids.size:  # range check (CPU only)
-            lo, hi = ids.min(), ids.max()
-            if lo < 0 or hi >= w.shape[0]:
-                bad = lo if lo < 0 else hi
-                raise IndexError(f"embedding: id {int(bad)} is out of range for a table of "
-                                 f"{w.shape[0]} rows")
-        self.ids, self.w_shape = ids, w.shape                      # saved: ids only
-        return w[ids]                                              # (..., D)
+    # forward is the dense Embedding's (ops/nn.py): checks the ids, saves them, gathers W[ids]
 
     def backward(self, dy):
         D = self.w_shape[1]
