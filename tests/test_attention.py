@@ -14,7 +14,7 @@ from tinygrad_llm import Tensor
 from tinygrad_llm.nn import CausalSelfAttention
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.ops.attention import causal_mask, qkv_attention, scaled_dot_product_attention
-from tinygrad_llm.testing import gradcheck
+from tinygrad_llm.testing import gradcheck, module_gradcheck
 
 
 def _t(rng, shape, dtype="float64", requires_grad=True):
@@ -132,36 +132,6 @@ def test_attention_errors():
         qkv_attention(_t(rng, (1, 2, 6)), 1, dropout_p=1.0)
     with pytest.raises(ValueError, match="not divisible"):
         CausalSelfAttention(10, 3)
-
-
-def module_gradcheck(module, call, inputs, seed=0):
-    """gradcheck ``call(*inputs)`` over the inputs *and* every parameter of ``module``.
-
-    gradcheck differentiates with respect to float64 copies of its inputs, so fn puts the
-    copies of the parameters into the module (every name of a tied parameter gets the same
-    copy) for the duration of each call.
-    """
-    module.to(dtype="float64")
-    owners = dict(module.named_modules())
-    slots, index = [], {}
-    for name, p in module.named_parameters(remove_duplicate=False):
-        prefix, _, attr = name.rpartition(".")
-        index.setdefault(id(p), len(index))
-        slots.append((owners[prefix], attr, index[id(p)]))
-    params = {index[id(p)]: p for p in module.parameters()}
-    n = len(inputs)
-
-    def fn(*args):
-        copies = args[n:]
-        for owner, attr, i in slots:
-            object.__setattr__(owner, attr, copies[i])
-        try:
-            return call(*args[:n])
-        finally:
-            for owner, attr, i in slots:
-                object.__setattr__(owner, attr, params[i])
-
-    return gradcheck(fn, [*inputs, *(params[i] for i in range(len(params)))], seed=seed)
 
 
 @pytest.mark.parametrize("fused", [True, False])

@@ -10,34 +10,9 @@ import pytest
 import tinygrad_llm
 from tinygrad_llm.models import GPT, GPTConfig
 from tinygrad_llm.optim import AdamW, clip_grad_norm_
-from tinygrad_llm.testing import gradcheck
+from tinygrad_llm.testing import module_gradcheck
 
 TINY = dict(vocab_size=7, block_size=4, n_layer=2, n_head=2, n_embd=4)
-
-
-def module_gradcheck(module, call, inputs, seed=0):
-    """gradcheck ``call(*inputs)`` over the inputs and every parameter of ``module`` (tied
-    parameters once, under all their names): fn swaps gradcheck's float64 copies in."""
-    module.to(dtype="float64")
-    owners = dict(module.named_modules())
-    slots, index = [], {}
-    for name, p in module.named_parameters(remove_duplicate=False):
-        prefix, _, attr = name.rpartition(".")
-        index.setdefault(id(p), len(index))
-        slots.append((owners[prefix], attr, index[id(p)]))
-    params = {index[id(p)]: p for p in module.parameters()}
-    n = len(inputs)
-
-    def fn(*args):
-        for owner, attr, i in slots:
-            object.__setattr__(owner, attr, args[n + i])
-        try:
-            return call(*args[:n])
-        finally:
-            for owner, attr, i in slots:
-                object.__setattr__(owner, attr, params[i])
-
-    return gradcheck(fn, [*inputs, *(params[i] for i in range(len(params)))], seed=seed)
 
 
 def _ids(rng, shape, vocab=TINY["vocab_size"]):

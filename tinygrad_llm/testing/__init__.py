@@ -1,13 +1,19 @@
-"""Public tools for testing ops: ``gradcheck`` and hypothesis ``strategies`` (docs/gradcheck.md).
+"""Public tools for testing ops: ``gradcheck``, ``module_gradcheck`` (a whole Module's
+parameters) and hypothesis ``strategies`` (docs/gradcheck.md).
 
 ``strategies`` needs hypothesis, a dev dependency, so it is imported on first use
 (``from tinygrad_llm.testing import strategies``) rather than here: gradcheck alone needs only
 NumPy.
 """
 
-from tinygrad_llm.testing.gradcheck import GradcheckError, gradcheck, numerical_grad
+from tinygrad_llm.testing.gradcheck import (
+    GradcheckError,
+    gradcheck,
+    module_gradcheck,
+    numerical_grad,
+)
 
-__all__ = ["gradcheck", "GradcheckError", "numerical_grad", "strategies"]
+__all__ = ["gradcheck", "module_gradcheck", "GradcheckError", "numerical_grad", "strategies"]
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import numpy as np
 from tinygrad_llm import backend
 from tinygrad_llm.tensor import Tensor, no_grad
 
-__all__ = ["gradcheck", "GradcheckError", "numerical_grad"]
+__all__ = ["gradcheck", "module_gradcheck", "GradcheckError", "numerical_grad"]
 
 
 class GradcheckError(AssertionError):
@@ -86,3 +86,38 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, seed=None):
     if failures:
         raise GradcheckError("gradcheck failed:\n  " + "\n  ".join(failures))
     return True
+
+
+def module_gradcheck(module, call, inputs=(), *, seed=None, **tolerances):
+    """gradcheck ``call(*inputs)`` over the inputs *and* every parameter of ``module``.
+
+    ``module`` is converted to float64 for good. gradcheck differentiates with respect to
+    float64 copies of its inputs, so the function it checks puts the copies of the parameters
+    into the module (every name of a tied parameter, such as a GPT's ``lm_head.weight`` and
+    ``transformer.wte.weight``, gets the same copy: it is checked once) for the duration of each
+    call, then puts the originals back. ``tolerances``: gradcheck's eps, atol, rtol.
+
+        model = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=2, n_head=2, n_embd=4))
+        module_gradcheck(model, lambda: model(idx, targets)[1])
+    """
+    module.to(dtype="float64")
+    owners = dict(module.named_modules())
+    slots, index = [], {}                    # (owning module, attribute, parameter number)
+    for name, p in module.named_parameters(remove_duplicate=False):
+        prefix, _, attr = name.rpartition(".")
+        index.setdefault(id(p), len(index))
+        slots.append((owners[prefix], attr, index[id(p)]))
+    params = {index[id(p)]: p for p in module.parameters()}
+    n = len(inputs)
+
+    def fn(*args):
+        for owner, attr, i in slots:
+            object.__setattr__(owner, attr, args[n + i])
+        try:
+            return call(*args[:n])
+        finally:
+            for owner, attr, i in slots:
+                object.__setattr__(owner, attr, params[i])
+
+    return gradcheck(fn, [*inputs, *(params[i] for i in range(len(params)))], seed=seed,
+                     **tolerances)
