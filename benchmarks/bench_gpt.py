@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import tinygrad_llm  # noqa: E402
-from tinygrad_llm import backend, no_grad  # noqa: E402
+from tinygrad_llm import allocator, backend, no_grad  # noqa: E402
 from tinygrad_llm.data import get_batch, tiny_shakespeare  # noqa: E402
 from tinygrad_llm.models.gpt import GPT, GPTConfig  # noqa: E402
 from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr  # noqa: E402
@@ -209,7 +209,7 @@ def cpu_time(args, config, batch_size, stream, device):
     core, so on a loaded machine it still compares two versions of the code (run with
     OPENBLAS_NUM_THREADS=1, so that the BLAS work is on this thread too).
     """
-    if args.keep_freed_memory and not backend.keep_freed_memory():
+    if args.keep_freed_memory and not allocator.keep_freed_memory():
         print("--keep-freed-memory: no glibc mallopt here; ignored")
     ours = Ours(config, device)
     cpu, faults = [], []

@@ -24,7 +24,7 @@ from tinygrad_llm import Tensor
 from tinygrad_llm.nn.gru import GRU
 from tinygrad_llm.nn.lstm import LSTM
 from tinygrad_llm.nn.rnn import RNN
-from tinygrad_llm.ops.shape import stack
+from tinygrad_llm.tensor import stack
 
 
 class UnfusedLSTM(LSTM):

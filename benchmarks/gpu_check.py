@@ -36,6 +36,7 @@ import numpy as np
 import tinygrad_llm as tg
 import tinygrad_llm.nn.functional as F
 from tinygrad_llm import Tensor, backend
+from tinygrad_llm.kernels import cuda
 
 
 def _constants(rng):
@@ -330,14 +331,14 @@ def gpt_steps(iters, size="full"):
     print("| run                        | ms/step |\n|----------------------------|--------:|")
     results, state_dict = {}, None
     for enabled in (True, False):
-        previous = backend.use_cuda_kernels(enabled)
+        previous = cuda.use_cuda_kernels(enabled)
         try:
             results[enabled], state_dict = _gpt_step_ms(config, batch_size, iters, warmup)
         finally:
-            backend.use_cuda_kernels(previous)
+            cuda.use_cuda_kernels(previous)
     print(f"| tinygrad_llm, kernels on   | {results[True]:7.2f} |")
     print(f"| tinygrad_llm, kernels off  | {results[False]:7.2f} |")
-    if not backend.cuda_kernels_for(backend.to_device(np.zeros(1, np.float32), "cuda")):
+    if not cuda.cuda_kernels_for(backend.to_device(np.zeros(1, np.float32), "cuda")):
         print("(this CuPy cannot compile kernels: both rows ran plain CuPy)")
     torch_ms, why = _torch_step_ms(config, batch_size, iters, warmup, state_dict)
     if torch_ms is None:
@@ -368,7 +369,7 @@ def main(argv=None):
     name = name.decode() if isinstance(name, bytes) else name
     print(f"# {reason}; device 0: {name}, compute capability {device.compute_capability}")
     print("# ops: max relative difference, cuda vs cpu, of the output and of every gradient\n")
-    print(f"# fused CUDA kernels: {'on' if backend.cuda_kernels_enabled() else 'off'} "
+    print(f"# fused CUDA kernels: {'on' if cuda.cuda_kernels_enabled() else 'off'} "
           f"(float32 GELU, layer norm, cross-entropy, AdamW)\n")
     failures = check_ops(no_sync=not args.allow_sync)
     failures += check_adamw()

@@ -42,9 +42,10 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_llm
-from tinygrad_llm import backend, no_grad
+from tinygrad_llm import allocator, backend, no_grad
 from tinygrad_llm.checkpoint import load_npz, save_npz
 from tinygrad_llm.data import get_batch, tiny_shakespeare
+from tinygrad_llm.kernels import cuda
 from tinygrad_llm.models.gpt import GPT, GPTConfig
 from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr
 
@@ -353,7 +354,7 @@ def setup(args):
     if device == "cuda":                            # before the first matmul
         backend.set_matmul_precision("highest" if args.no_tf32 else "tf32")
         if args.no_cuda_kernels:
-            backend.use_cuda_kernels(False)
+            cuda.use_cuda_kernels(False)
     explicit = given(args)
     check_options(explicit)
     out_dir = Path(args.out_dir)
@@ -457,7 +458,7 @@ def train(run, progress_enabled=True):
           f"device {device}; iterations {start} -> {max_iters}", flush=True)
     if device == "cuda":
         print(f"cuda: {backend.matmul_precision()} matmuls, fused kernels "
-              f"{'on' if backend.cuda_kernels_enabled() else 'off'}", flush=True)
+              f"{'on' if cuda.cuda_kernels_enabled() else 'off'}", flush=True)
 
     stop = {"flag": False}
 
@@ -563,5 +564,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    backend.keep_freed_memory()  # reuse freed pages: no page faults in each step (backend.py)
+    allocator.keep_freed_memory()  # reuse freed pages: no page faults in each step (backend.py)
     sys.exit(main())

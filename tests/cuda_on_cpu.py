@@ -1,8 +1,8 @@
 r"""Run tinygrad_llm's CUDA kernels on the CPU, for tests (no GPU here, ever).
 
 ``kernel(name)`` returns a callable ``f(grid, block, args)`` that runs kernel ``name`` from
-tinygrad_llm/kernels/ -- the CUDA C source exactly as backend.py hands it to CuPy
-(``backend.kernel_source``) -- compiled by the host C++ compiler on top of cuda_on_cpu.h, which
+tinygrad_llm/kernels/ -- the CUDA C source exactly as kernels/cuda.py hands it to CuPy
+(``cuda.kernel_source``) -- compiled by the host C++ compiler on top of cuda_on_cpu.h, which
 supplies threadIdx/blockIdx, a real __syncthreads() barrier and a real warp shuffle (one OS
 thread per CUDA thread, one block at a time). Arrays are NumPy arrays (or the CuPy stand-in's,
 unwrapped), passed as raw pointers, as CuPy passes device arrays.
@@ -25,7 +25,7 @@ import tempfile
 
 import numpy as np
 
-from tinygrad_llm import backend
+from tinygrad_llm.kernels import cuda
 
 HEADER = pathlib.Path(__file__).with_name("cuda_on_cpu.h")
 COMPILER = shutil.which("g++")
@@ -65,7 +65,7 @@ def _library(file):
     """Compile ``file`` (with a launch_<kernel> wrapper per kernel) once; cached by content."""
     if file in _libraries:
         return _libraries[file]
-    source = backend.kernel_source(file)
+    source = cuda.kernel_source(file)
     wrappers = []
     for name, params in signatures(source).items():
         declared = ", ".join(text for _, _, text in params)
@@ -93,7 +93,7 @@ def _library(file):
 
 def kernel(name):
     """A callable ``f(grid, block, args)`` running kernel ``name`` on the CPU."""
-    lib, sigs = _library(backend._KERNEL_FILE[name])
+    lib, sigs = _library(cuda._KERNEL_FILE[name])
     params = sigs[name]
     function = getattr(lib, f"launch_{name}")
     function.argtypes = [ctypes.c_uint] * 4 + [C_ARGS[ctype] for ctype, _, _ in params]

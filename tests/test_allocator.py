@@ -1,4 +1,4 @@
-"""backend.keep_freed_memory: a loop that allocates and frees big temporaries stops page-faulting.
+"""allocator.keep_freed_memory: a loop that allocates and frees big temporaries stops page-faulting.
 
 That loop is what a NumPy training step is. By default glibc hands a freed heap top back to the
 system once it passes a threshold, so every step maps (and page-faults) the same memory again;
@@ -14,8 +14,8 @@ import pytest
 STEPS = r"""
 import resource, sys
 import numpy as np
-from tinygrad_llm import backend
-if sys.argv[1] == "keep" and not backend.keep_freed_memory():
+from tinygrad_llm import allocator
+if sys.argv[1] == "keep" and not allocator.keep_freed_memory():
     print("unsupported"); sys.exit()
 def step():
     a = np.ones(20 << 17); b = np.ones(20 << 17)   # two 20 MiB temporaries, every page touched

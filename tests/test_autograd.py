@@ -117,10 +117,10 @@ def test_functions_hold_their_output_weakly(device):
     x = Tensor(np.ones(2), requires_grad=True, device=device)
     y = x * 2
     fn = y._ctx
-    assert fn.output() is y
+    assert fn.outputs[0]() is y
     del y
     gc.collect()
-    assert fn.output() is None        # no Tensor <-> Function reference cycle
+    assert fn.outputs[0]() is None    # no Tensor <-> Function reference cycle
 
 
 def test_retain_graph_allows_a_second_backward(device):

@@ -1,9 +1,9 @@
-r"""The fused CUDA kernels (tinygrad_llm/kernels/*.cu) and their launchers in backend.py.
+r"""The fused CUDA kernels (tinygrad_llm/kernels/*.cu) and their launchers in kernels/cuda.py.
 
 Two halves, because no machine here has a GPU:
 
 1. **On the CPU (always run): the launchers and the kernels, with the GPU replaced twice.**
-   The CuPy stand-in (tests/fake_cupy.py) cannot run CUDA, so ``backend._kernel`` is patched to
+   The CuPy stand-in (tests/fake_cupy.py) cannot run CUDA, so ``cuda._kernel`` is patched to
    return, for each kernel name, either
    - ``numpy``: a NumPy function that does what the CUDA C is meant to do (written from the
      kernel's comments), or
@@ -37,18 +37,19 @@ import pytest
 import tinygrad_llm as tg
 import tinygrad_llm.nn.functional as F
 from tinygrad_llm import Tensor, backend
+from tinygrad_llm.kernels import cuda
 from tinygrad_llm.optim import AdamW
 
 # ---- the kernels' C signatures, from the source ----------------------------------------------
 C_TYPES = {"float*": np.float32, "long long*": np.int64}
 C_SCALARS = {"float": np.float32, "int": np.int32, "long long": np.int64}
 SIGNATURES = {name: [(ctype, pname) for ctype, pname, _ in params]
-              for file in backend.KERNELS
-              for name, params in cuda_on_cpu.signatures(backend.kernel_source(file)).items()}
+              for file in cuda.KERNELS
+              for name, params in cuda_on_cpu.signatures(cuda.kernel_source(file)).items()}
 
 
 def test_every_launched_kernel_has_a_parsed_signature():
-    assert set(SIGNATURES) == set(backend._KERNEL_FILE)
+    assert set(SIGNATURES) == set(cuda._KERNEL_FILE)
     assert [t for t, _ in SIGNATURES["gelu_forward"]] == ["float*", "float*", "long long"]
 
 
@@ -188,7 +189,7 @@ def _check_launch(name, grid, block, args):
 
 @pytest.fixture(params=["numpy", "cuda-on-cpu"])
 def emulated(request, monkeypatch):
-    """The CuPy stand-in as "cuda", with backend.py's kernels replaced by checked NumPy
+    """The CuPy stand-in as "cuda", with kernels/cuda.py.s kernels replaced by checked NumPy
     emulators or by the CUDA C run on the CPU. Yields the list of kernel names launched."""
     if request.param == "cuda-on-cpu" and not cuda_on_cpu.available():
         pytest.skip("no g++ to build the kernels for the CPU")
@@ -209,8 +210,8 @@ def emulated(request, monkeypatch):
             EMULATORS[name](grid, block, *flat)       # writes through the views, in place
         return run
 
-    monkeypatch.setattr(backend, "_kernels_supported", lambda: True)
-    monkeypatch.setattr(backend, "_kernel", kernel)
+    monkeypatch.setattr(cuda, "_kernels_supported", lambda: True)
+    monkeypatch.setattr(cuda, "_kernel", kernel)
     try:
         yield launched
     finally:
@@ -219,36 +220,36 @@ def emulated(request, monkeypatch):
 
 @contextlib.contextmanager
 def kernels(enabled):
-    previous = backend.use_cuda_kernels(enabled)
+    previous = cuda.use_cuda_kernels(enabled)
     try:
         yield
     finally:
-        backend.use_cuda_kernels(previous)
+        cuda.use_cuda_kernels(previous)
 
 
 # ---- the dispatch switch ---------------------------------------------------------------------
 def test_kernels_are_never_used_on_the_cpu_or_the_plain_stand_in(fake_cuda):
     x = np.ones(3, dtype=np.float32)
-    assert backend.cuda_kernels_enabled()
-    assert not backend.cuda_kernels_for(x)                    # NumPy
+    assert cuda.cuda_kernels_enabled()
+    assert not cuda.cuda_kernels_for(x)                    # NumPy
     d = fake_cuda.asarray(x)
-    assert not backend.cuda_kernels_for(d)                    # the stand-in cannot compile
+    assert not cuda.cuda_kernels_for(d)                    # the stand-in cannot compile
 
 
 def test_switch_and_dtype_decide_on_cuda(emulated):
     cupy = backend._cupy
     d32, d64 = cupy.ones(3, dtype=np.float32), cupy.ones(3, dtype=np.float64)
-    assert backend.cuda_kernels_for(d32, None) and not backend.cuda_kernels_for(d32, d64)
-    assert not backend.cuda_kernels_for(np.ones(3, dtype=np.float32))
+    assert cuda.cuda_kernels_for(d32, None) and not cuda.cuda_kernels_for(d32, d64)
+    assert not cuda.cuda_kernels_for(np.ones(3, dtype=np.float32))
     with kernels(False):
-        assert not backend.cuda_kernels_for(d32)
-    assert backend.cuda_kernels_for(d32)
+        assert not cuda.cuda_kernels_for(d32)
+    assert cuda.cuda_kernels_for(d32)
 
 
 def test_environment_variable_sets_the_default():
     import subprocess
     import sys
-    code = "from tinygrad_llm import backend; print(backend.cuda_kernels_enabled())"
+    code = "from tinygrad_llm.kernels import cuda; print(cuda.cuda_kernels_enabled())"
     for value, expected in (("0", "False"), ("1", "True")):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env={**__import__("os").environ, "TINYGRAD_LLM_CUDA_KERNELS": value},
@@ -269,8 +270,8 @@ def test_gelu_launchers(emulated, approximate):
     xt = Tensor(x, requires_grad=True)
     ref = F.gelu(xt, approximate=approximate)
     ref.backward(Tensor(dy))
-    y = backend.gelu_forward_cuda(_dev(x), approximate)
-    dx = backend.gelu_backward_cuda(_dev(dy), _dev(x), approximate)
+    y = cuda.gelu_forward_cuda(_dev(x), approximate)
+    dx = cuda.gelu_backward_cuda(_dev(dy), _dev(x), approximate)
     assert y.shape == x.shape and y.dtype == np.float32
     np.testing.assert_allclose(backend.to_numpy(y), ref.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(backend.to_numpy(dx), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
@@ -280,7 +281,7 @@ def test_gelu_launchers(emulated, approximate):
 
 def test_gelu_launcher_copies_a_strided_view_before_the_kernel_reads_it(emulated):
     x = np.arange(24, dtype=np.float32).reshape(4, 6) / 10
-    y = backend.gelu_forward_cuda(_dev(x).T)                  # a transposed view (6, 4)
+    y = cuda.gelu_forward_cuda(_dev(x).T)                  # a transposed view (6, 4)
     np.testing.assert_allclose(backend.to_numpy(y), F.gelu(Tensor(x.T.copy())).numpy(),
                                rtol=1e-5)
 
@@ -295,13 +296,13 @@ def test_layer_norm_launchers(emulated, affine):
     ts = [Tensor(a, requires_grad=True) if a is not None else None for a in (x, w, b)]
     ref = F.layer_norm(*ts)
     ref.backward(Tensor(dy))
-    y, mean, rstd = backend.layer_norm_forward_cuda(
+    y, mean, rstd = cuda.layer_norm_forward_cuda(
         _dev(x), *[_dev(a) if a is not None else None for a in (w, b)])
     assert y.shape == x.shape and mean.shape == rstd.shape == (130,)
     np.testing.assert_allclose(backend.to_numpy(y), ref.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(backend.to_numpy(mean), x.reshape(-1, 40).mean(axis=1),
                                rtol=1e-5, atol=1e-6)
-    dx, dw, db = backend.layer_norm_backward_cuda(_dev(dy), _dev(x), _dev(w) if affine else None,
+    dx, dw, db = cuda.layer_norm_backward_cuda(_dev(dy), _dev(x), _dev(w) if affine else None,
                                                   mean, rstd, need_w=affine, need_b=affine)
     np.testing.assert_allclose(backend.to_numpy(dx), ts[0].grad.numpy(), rtol=1e-4, atol=1e-5)
     if affine:
@@ -324,8 +325,8 @@ def test_cross_entropy_launchers_without_a_host_sync(emulated):
     ref.backward(Tensor(np.float32(0.7)))
     d_logits, d_targets = _dev(logits), _dev(targets.astype(np.int32))   # int32: cast inside
     with fake_cupy.counting() as counts:
-        loss, lse, count = backend.cross_entropy_forward_cuda(d_logits, d_targets)
-        dlogits = backend.cross_entropy_backward_cuda(_dev(np.float32(0.7)), d_logits,
+        loss, lse, count = cuda.cross_entropy_forward_cuda(d_logits, d_targets)
+        dlogits = cuda.cross_entropy_backward_cuda(_dev(np.float32(0.7)), d_logits,
                                                       d_targets, lse, count)
         assert counts["sync"] == 0
     assert loss.shape == () and loss.dtype == np.float32 and count.dtype == np.float32
@@ -340,12 +341,12 @@ def test_row_kernels_at_widths_that_fill_one_lane_a_ragged_warp_and_1024_threads
     over 1, 2 and 32 warps (with idle lanes) must still sum and max over exactly the row."""
     rng = np.random.default_rng(7)
     x = (rng.standard_normal((2, width)) * 3 + 1).astype(np.float32)
-    y, mean, rstd = backend.layer_norm_forward_cuda(_dev(x))
+    y, mean, rstd = cuda.layer_norm_forward_cuda(_dev(x))
     np.testing.assert_allclose(backend.to_numpy(mean), x.mean(axis=1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(backend.to_numpy(y), F.layer_norm(Tensor(x)).numpy(), rtol=1e-4,
                                atol=1e-4)
     targets = np.array([0, width - 1])
-    loss, lse, _ = backend.cross_entropy_forward_cuda(_dev(x), _dev(targets))
+    loss, lse, _ = cuda.cross_entropy_forward_cuda(_dev(x), _dev(targets))
     np.testing.assert_allclose(backend.to_numpy(lse), np.log(np.exp(
         x.astype(np.float64)).sum(axis=1)), rtol=1e-5)
     np.testing.assert_allclose(float(loss), F.cross_entropy(Tensor(x), targets).item(),
@@ -369,7 +370,7 @@ def test_adamw_launcher_matches_optim_bit_for_bit(emulated, decoupled):
         g = rng.standard_normal(1000).astype(np.float32)
         param.grad = Tensor(g)
         opt.step()
-        backend.adamw_step_cuda(p, _dev(g), m, v, lr=3e-3, beta1=0.9, beta2=0.99, eps=1e-8,
+        cuda.adamw_step_cuda(p, _dev(g), m, v, lr=3e-3, beta1=0.9, beta2=0.99, eps=1e-8,
                                 weight_decay=wd, step=step, decoupled=decoupled)
     np.testing.assert_array_equal(backend.to_numpy(p), param.numpy())
     np.testing.assert_array_equal(backend.to_numpy(m), opt.state[0]["exp_avg"])
@@ -381,15 +382,15 @@ def test_adamw_launcher_refuses_a_view_it_cannot_update_in_place(emulated):
     p = cupy.zeros((4, 4), dtype=np.float32).T                         # not C-contiguous
     z = cupy.zeros((4, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="p must be a C-contiguous float32 array"):
-        backend.adamw_step_cuda(p, z, z, z, lr=1e-3, beta1=0.9, beta2=0.99, eps=1e-8,
+        cuda.adamw_step_cuda(p, z, z, z, lr=1e-3, beta1=0.9, beta2=0.99, eps=1e-8,
                                 weight_decay=0.0, step=1)
 
 
 def test_empty_inputs_launch_nothing(emulated):
     cupy = backend._cupy
     e = cupy.zeros((0, 8), dtype=np.float32)
-    assert backend.gelu_forward_cuda(e).shape == (0, 8)
-    assert backend.layer_norm_forward_cuda(e)[0].shape == (0, 8)
+    assert cuda.gelu_forward_cuda(e).shape == (0, 8)
+    assert cuda.layer_norm_forward_cuda(e)[0].shape == (0, 8)
     assert emulated == []
 
 
@@ -399,7 +400,7 @@ def gpu():
     ok, reason = backend.cuda_status()
     if not ok:
         pytest.skip(f"no usable CUDA GPU: {reason}")
-    if not backend._kernels_supported():
+    if not cuda._kernels_supported():
         pytest.skip("this CuPy cannot compile kernels")
     with kernels(True):
         yield backend._cupy
@@ -474,7 +475,7 @@ def test_gpu_adamw_kernel_matches_optim(gpu, decoupled):
         g = rng.standard_normal(size).astype(np.float32)
         param.grad = Tensor(g)
         opt.step()
-        backend.adamw_step_cuda(p, gpu.asarray(g), m, v, lr=1e-3, beta1=0.9, beta2=0.99,
+        cuda.adamw_step_cuda(p, gpu.asarray(g), m, v, lr=1e-3, beta1=0.9, beta2=0.99,
                                 eps=1e-8, weight_decay=0.1 if decoupled else 0.0, step=step)
     np.testing.assert_allclose(backend.to_numpy(p), param.numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(backend.to_numpy(m), opt.state[0]["exp_avg"], rtol=1e-6,
@@ -554,7 +555,7 @@ def test_train_script_no_tf32_and_no_cuda_kernels_flags(fake_cuda, tmp_path, mon
     monkeypatch.setenv("CUPY_TF32", "1")
     with kernels(True):
         _run_cuda(tmp_path, 1, "--no-tf32", "--no-cuda-kernels")
-        assert backend.matmul_precision() == "highest" and not backend.cuda_kernels_enabled()
+        assert backend.matmul_precision() == "highest" and not cuda.cuda_kernels_enabled()
     assert "cuda: highest matmuls, fused kernels off" in capsys.readouterr().out
 
 
@@ -573,7 +574,7 @@ def test_gpu_check_times_the_gpt_with_kernels_on_and_off_and_names_why_torch_is_
     assert "| tinygrad_llm, kernels on   |" in out and "| tinygrad_llm, kernels off  |" in out
     assert "both rows ran plain CuPy" in out                  # the stand-in has no kernels
     assert "PyTorch: not measured (torch" in out or "| PyTorch eager" in out
-    assert backend.cuda_kernels_enabled()                     # the switch is restored
+    assert cuda.cuda_kernels_enabled()                     # the switch is restored
 
 
 # ---- the stand-in, where the flat buffers rely on it ------------------------------------------

@@ -234,8 +234,12 @@ def test_parity_with_torch_logits_loss_grads_and_adamw_steps(bias):
         opt.step()
         topt.step()
     tsd = tmodel.state_dict()
+    key_bias = slice(config.n_embd, 2 * config.n_embd)   # rows of c_attn.bias that make k
     for k, v in model.state_dict().items():
-        np.testing.assert_allclose(v, tsd[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+        t = tsd[k].numpy()
+        if k.endswith("attn.c_attn.bias"):   # Adam's step on the key bias's rounding noise
+            v, t = np.delete(v, key_bias), np.delete(t, key_bias)
+        np.testing.assert_allclose(v, t, rtol=1e-4, atol=1e-5, err_msg=k)
 
 
 def test_training_step_on_each_device_float32_without_host_syncs(device):

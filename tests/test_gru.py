@@ -9,7 +9,7 @@ import pytest
 
 from tinygrad_llm import Tensor
 from tinygrad_llm.ops import rnn as ops_rnn
-from tinygrad_llm.ops.shape import stack
+from tinygrad_llm.tensor import stack
 
 
 def gru_cell_primitives(x, h, w_ih, w_hh, b_ih, b_hh):

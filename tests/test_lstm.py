@@ -11,7 +11,7 @@ import pytest
 from tinygrad_llm import Tensor
 from tinygrad_llm.nn.lstm import LSTM
 from tinygrad_llm.ops import rnn as ops_rnn
-from tinygrad_llm.ops.shape import stack
+from tinygrad_llm.tensor import stack
 
 
 def lstm_cell_primitives(x, h, c, w_ih, w_hh, b_ih, b_hh):

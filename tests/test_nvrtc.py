@@ -1,12 +1,12 @@
 r"""NVRTC compilation of the hand-written CUDA kernels, with no GPU (issue 2's "Proving the CuPy
 path on CPU", part 3).
 
-Every kernel file in tinygrad_llm/kernels/ is compiled exactly as backend.py hands it to CuPy
-(``backend.kernel_source``, with the file's NVRTC options) by NVRTC itself, loaded with ctypes
+Every kernel file in tinygrad_llm/kernels/ is compiled exactly as kernels/cuda.py hands it to CuPy
+(``cuda.kernel_source``, with the file's NVRTC options) by NVRTC itself, loaded with ctypes
 from the ``nvidia-cuda-nvrtc-cu12`` wheel: no cupy, no driver, no GPU needed. For sm_80 (A100)
 and sm_90 (H100) it must compile without an error or a warning, to PTX and to a CUBIN (the
 second step runs ptxas, the assembler, which checks registers and shared memory), and every
-``extern "C"`` kernel that backend.py launches (``backend.KERNELS``) must be an entry point of
+``extern "C"`` kernel that kernels/cuda.py launches (``cuda.KERNELS``) must be an entry point of
 the PTX. Two planted faults show the check can fail: a typo, and a kernel name the launcher
 asks for that the source does not define.
 
@@ -23,7 +23,7 @@ import re
 
 import pytest
 
-from tinygrad_llm import backend
+from tinygrad_llm.kernels import cuda
 
 ARCHS = ("sm_80", "sm_90")
 
@@ -97,28 +97,28 @@ def entry_points(ptx):
 
 
 def compile_kernel_file(file, arch, source=None):
-    names, options = backend.KERNELS[file]
-    source = backend.kernel_source(file) if source is None else source
+    names, options = cuda.KERNELS[file]
+    source = cuda.kernel_source(file) if source is None else source
     return nvrtc_compile(source, file, [f"-arch={arch}", *options])
 
 
 def test_every_kernel_file_is_listed():
-    """A .cu file that backend.KERNELS forgets would never be compiled here (nor launched)."""
-    on_disk = {p.name for p in backend.KERNEL_DIR.glob("*.cu")}
-    assert on_disk == set(backend.KERNELS), on_disk ^ set(backend.KERNELS)
-    launched = set(backend._KERNEL_FILE)
-    assert len(launched) == sum(len(names) for names, _ in backend.KERNELS.values())
+    """A .cu file that cuda.KERNELS forgets would never be compiled here (nor launched)."""
+    on_disk = {p.name for p in cuda.KERNEL_DIR.glob("*.cu")}
+    assert on_disk == set(cuda.KERNELS), on_disk ^ set(cuda.KERNELS)
+    launched = set(cuda._KERNEL_FILE)
+    assert len(launched) == sum(len(names) for names, _ in cuda.KERNELS.values())
 
 
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("file", sorted(backend.KERNELS))
+@pytest.mark.parametrize("file", sorted(cuda.KERNELS))
 def test_kernel_compiles_with_nvrtc_and_defines_what_the_launcher_calls(file, arch):
     ptx, cubin, log = compile_kernel_file(file, arch)
     assert "warning" not in log.lower(), log
     assert f".target {arch}" in ptx
     assert cubin[:4] == b"\x7fELF"                          # ptxas made a device binary
-    names = backend.KERNELS[file][0]
+    names = cuda.KERNELS[file][0]
     missing = set(names) - entry_points(ptx)
     assert not missing, f"{file}: the launcher calls {sorted(missing)}, which it does not define"
     for name in names:
@@ -127,7 +127,7 @@ def test_kernel_compiles_with_nvrtc_and_defines_what_the_launcher_calls(file, ar
 
 @needs_nvrtc
 def test_a_planted_typo_fails_with_the_file_and_line():
-    source = backend.kernel_source("gelu.cu").replace("erff(", "erfff(", 1)
+    source = cuda.kernel_source("gelu.cu").replace("erff(", "erfff(", 1)
     with pytest.raises(CompileError) as info:
         compile_kernel_file("gelu.cu", "sm_80", source)
     message = str(info.value)
@@ -137,13 +137,13 @@ def test_a_planted_typo_fails_with_the_file_and_line():
 
 @needs_nvrtc
 def test_a_kernel_the_launcher_calls_but_the_source_lacks_is_caught():
-    source = backend.kernel_source("adamw.cu").replace("void adamw_step(", "void adam_step(")
+    source = cuda.kernel_source("adamw.cu").replace("void adamw_step(", "void adam_step(")
     ptx, _, _ = compile_kernel_file("adamw.cu", "sm_90", source)   # valid C, wrong name
     assert "adamw_step" not in entry_points(ptx) and "adam_step" in entry_points(ptx)
 
 
 @needs_nvrtc
 def test_without_extern_c_the_name_is_mangled_and_would_not_be_found():
-    source = backend.kernel_source("adamw.cu").replace('extern "C" __global__', "__global__")
+    source = cuda.kernel_source("adamw.cu").replace('extern "C" __global__', "__global__")
     ptx, _, _ = compile_kernel_file("adamw.cu", "sm_90", source)
     assert "adamw_step" not in entry_points(ptx)            # C++ mangles it: _Z10adamw_step...

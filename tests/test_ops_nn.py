@@ -308,7 +308,7 @@ def test_embedding(device, v, d, ids_shape, data):
 
 
 def test_embedding_backward_with_many_repeated_ids(device):
-    # More than 64 ids: the CPU takes the sort-and-reduceat path of backend.scatter_add.
+    # More than 64 ids: the CPU takes the sort-and-reduceat path of cpu.scatter_add.
     ids = np.random.default_rng(0).integers(0, 5, size=(10, 30))
     w = Tensor(np.zeros((5, 2)), requires_grad=True, device=device)
     F.embedding(Tensor(ids, device=device), w).sum().backward()

@@ -27,7 +27,7 @@ from tinygrad_llm.nn.gru import GRU, GRUCell
 from tinygrad_llm.nn.lstm import LSTM, LSTMCell
 from tinygrad_llm.nn.rnn import RNN, RNNCell
 from tinygrad_llm.ops import rnn as ops_rnn
-from tinygrad_llm.ops.shape import stack
+from tinygrad_llm.tensor import stack
 from tinygrad_llm.testing import gradcheck
 
 LAYERS = {  # name: (our class, torch class name, extra constructor kwargs)
@@ -183,7 +183,7 @@ def test_cell_matches_torch(family, batched, bias):
 
 def _packed_outputs(family, out, state):
     """One tensor from every output, so gradcheck's random upstream reaches all of them."""
-    from tinygrad_llm.ops.shape import concatenate
+    from tinygrad_llm.tensor import concatenate
     states = list(state) if family == "lstm" else [state]
     parts = [out.reshape(-1)] + [s.reshape(-1) for s in states]
     return concatenate(parts)
@@ -234,7 +234,7 @@ def test_cell_gradcheck(family, B, I, H, bias):
         st_in, ps = rest[:n_states], rest[n_states:]
         if family == "lstm":
             h, c = call_with_params(cell, names, ps, x, tuple(st_in))
-            from tinygrad_llm.ops.shape import concatenate
+            from tinygrad_llm.tensor import concatenate
             return concatenate([h, c], axis=1)
         return call_with_params(cell, names, ps, x, st_in[0])
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import tinygrad_llm as tg
-from tinygrad_llm import Tensor, backend, tensor
+from tinygrad_llm import Tensor, autograd, backend
+from tinygrad_llm.kernels import cpu
 from tinygrad_llm.models import GPT, GPTConfig
 from tinygrad_llm.ops.special import normal_cdf_and_pdf
 from tinygrad_llm.optim import clip_grad_norm_
@@ -23,13 +24,13 @@ def test_numpy_returns_a_copy(device):
 
 
 def test_blockwise_with_several_outputs(device):
-    n = 2 * backend.BLOCK + 123                                 # three blocks, the last short
+    n = 2 * cpu.BLOCK + 123                                 # three blocks, the last short
     a = np.random.default_rng(0).standard_normal((n // 3, 3))
 
     def f(x):
         xp = backend.get_xp(x)
         return x * 2, xp.exp(x)
-    got = backend.blockwise(f, Tensor(a, device=device).data)
+    got = cpu.blockwise(f, Tensor(a, device=device).data)
     assert isinstance(got, tuple) and len(got) == 2
     for g, expected in zip(got, f(a)):
         assert g.shape == a.shape and backend.device_of(g) == device
@@ -44,7 +45,7 @@ def test_scatter_add_distinct_repeated_and_empty_ids(ids):
     a = rng.standard_normal((4, 5)).astype(np.float32)
     expected = a.copy()
     np.add.at(expected, ids, values)
-    np.testing.assert_allclose(backend.scatter_add(a, ids, values), expected, rtol=1e-6)
+    np.testing.assert_allclose(cpu.scatter_add(a, ids, values), expected, rtol=1e-6)
 
 
 def test_float32_normal_cdf_and_pdf_against_math():
@@ -91,7 +92,7 @@ def test_gpt_training_step_stays_float32_everywhere(fused):
             seen.append((name, phase, a.dtype))
         return out
 
-    previous, tensor._profile_hook = tensor._profile_hook, hook
+    previous, autograd._profile_hook = autograd._profile_hook, hook
     try:
         for _ in range(2):
             _, loss = model(Tensor(idx), targets)
@@ -100,7 +101,7 @@ def test_gpt_training_step_stays_float32_everywhere(fused):
             clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
     finally:
-        tensor._profile_hook = previous
+        autograd._profile_hook = previous
     assert {phase for _, phase, _ in seen} == {"forward", "backward"}
     wrong = sorted({(name, phase, str(d)) for name, phase, d in seen if d != np.float32})
     assert not wrong, f"float64 (or other) arrays in the step: {wrong}"
@@ -135,4 +136,4 @@ def test_profiler_counts_each_op_and_averages_per_step():
     assert calls[("Sum", "backward")] == 2
     table = prof.table(per=2)
     assert "ms/step" in table and "Mul" in table
-    assert tensor._profile_hook is None            # off again: the engine pays nothing
+    assert autograd._profile_hook is None            # off again: the engine pays nothing

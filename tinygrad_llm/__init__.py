@@ -1,27 +1,35 @@
 """tinygrad_llm: a small tensor and reverse-mode autograd core, and the language models on it.
 
-Read the engine in tinygrad_llm/tensor.py, the ops in tinygrad_llm/ops/, and the docs in docs/.
+As ``import torch`` gives ``torch.nn`` and ``torch.optim``, ``import tinygrad_llm as tg`` gives
+``tg.nn``, ``tg.nn.functional``, ``tg.optim``, ``tg.models`` and ``tg.tokenizer``. It imports
+NumPy and regex only: never torch, matplotlib or cupy.
+
+Read the engine in tinygrad_llm/autograd.py and tinygrad_llm/tensor.py, the ops in
+tinygrad_llm/ops/, and the docs in docs/. Each module imports only the layers below it:
+backend, kernels, autograd, ops, tensor, nn, optim, models (docs/autograd.md).
 """
 
 import numpy as np
 
-from tinygrad_llm import backend
+from tinygrad_llm import backend, models, nn, optim, tokenizer
 from tinygrad_llm.backend import manual_seed
-from tinygrad_llm.ops.shape import concatenate, stack, where
 from tinygrad_llm.tensor import (
     Function,
     Tensor,
+    concatenate,
     detect_anomaly,
     enable_grad,
     is_grad_enabled,
     no_grad,
+    stack,
+    where,
 )
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly",
            "manual_seed", "concatenate", "stack", "where", "zeros", "ones", "full", "arange",
-           "randn", "rand", "backend"]
+           "randn", "rand", "backend", "nn", "optim", "models", "tokenizer"]
 
 
 def _make(array, dtype, device, requires_grad):

@@ -17,7 +17,7 @@ On a GPU, kernels run asynchronously, so the times would measure launches, not w
 import time
 from collections import defaultdict
 
-from tinygrad_llm import backend, tensor
+from tinygrad_llm import autograd, backend
 
 __all__ = ["profile", "Profile"]
 
@@ -45,12 +45,12 @@ class Profile:
         return out
 
     def __enter__(self):
-        self._previous = tensor._profile_hook
-        tensor._profile_hook = self._hook
+        self._previous = autograd._profile_hook
+        autograd._profile_hook = self._hook
         return self
 
     def __exit__(self, *exc):
-        tensor._profile_hook = self._previous
+        autograd._profile_hook = self._previous
 
     def total_seconds(self):
         return sum(s for _, s in self.totals.values())

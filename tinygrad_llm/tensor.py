@@ -1,159 +1,31 @@
-r"""The engine: Tensor, Function and reverse-mode backward.
+r"""Tensor: the array users meet, with operators that call the ops.
 
-A ``Tensor`` wraps an array (NumPy or CuPy). Every operation on tensors is a ``Function``: its
-``forward`` computes the output array from the input arrays, and its ``backward`` maps the
-gradient of the loss with respect to that output, ``dy = dL/dy``, to the gradient with respect to
-each input, ``dx = dL/dx = dy * dy/dx`` (the chain rule). Calling ``Function.apply`` records the
-call: the output tensor keeps a link (``_ctx``) to the Function that made it, and the Function
-keeps its inputs. That chain of links is the graph.
-
-``loss.backward()`` walks the graph from the loss back to the leaves. It first orders the Functions
-so that each one runs only after every Function that used its output (a topological sort, done
-with an explicit stack so a 10,000-op chain cannot overflow Python's recursion limit). Then it
-calls each ``backward`` once, adding up the gradients that flow into a tensor from all its uses:
-
-    dx = sum over every use u of x:  dL/dy_u * dy_u/dx
-
-Leaves (tensors made by the user with ``requires_grad=True``) keep their total in ``.grad``;
-gradients accumulate there until ``zero_grad``. The graph is freed as backward goes, unless
-``retain_graph=True``. Walkthrough: docs/autograd.md.
+A ``Tensor`` wraps an array (NumPy or CuPy) and is a node of the autograd graph: the engine's part
+(its gradient, the Function that made it, ``backward``) is ``autograd.TensorBase``. This class adds
+what a user works with: construction from Python data, printing, conversions, and the operators
+and methods, each of which calls one ``Function`` from ``tinygrad_llm.ops`` (``x + y`` is
+``Add.apply(x, y)``, ``x @ w`` is ``MatMul.apply(x, w)``). The module also holds the functions that
+build tensors from several (``concatenate``, ``stack``, ``where``). Walkthrough: docs/autograd.md.
 """
-
-import contextlib
-import weakref
 
 import numpy as np
 
 from tinygrad_llm import backend
+from tinygrad_llm import ops as _ops
+from tinygrad_llm.autograd import (
+    Function,
+    TensorBase,
+    detect_anomaly,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+)
 
-__all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly"]
-
-_grad_enabled = True       # False inside no_grad(): nothing is recorded
-_anomaly_mode = False      # True inside detect_anomaly(): check every op for NaN/Inf
-_profile_hook = None       # set by tinygrad_llm.profiler while profiling; None costs nothing
-
-
-class _GradMode(contextlib.ContextDecorator):
-    """A context manager and decorator that switches graph recording off (or on)."""
-
-    def __init__(self, enabled):
-        self.enabled = enabled
-        self.previous = []  # a stack: a decorated function may call itself (re-entering)
-
-    def __enter__(self):
-        global _grad_enabled
-        self.previous.append(_grad_enabled)
-        _grad_enabled = self.enabled
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.previous.pop()
+__all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly",
+           "concatenate", "stack", "where"]
 
 
-def no_grad():
-    """``with no_grad():`` (or ``@no_grad()``) runs ops without recording a graph."""
-    return _GradMode(False)
-
-
-def enable_grad():
-    """Switch recording back on inside a ``no_grad`` block."""
-    return _GradMode(True)
-
-
-def is_grad_enabled():
-    return _grad_enabled
-
-
-@contextlib.contextmanager
-def detect_anomaly():
-    """Within this context, raise at the first op whose forward or backward gives NaN or Inf."""
-    global _anomaly_mode
-    previous, _anomaly_mode = _anomaly_mode, True
-    try:
-        yield
-    finally:
-        _anomaly_mode = previous
-
-
-def _check_finite(arrays, where):
-    for a in arrays:  # NumPy reductions give NumPy scalars, so test for a dtype, not an array
-        if a is not None and getattr(a, "dtype", None) is not None and a.dtype.kind == "f":
-            if not bool(backend.get_xp(a).isfinite(a).all()):
-                raise FloatingPointError(f"detect_anomaly: {where} produced NaN or Inf")
-
-
-def _check_same_device(op, a, b):
-    da, db = backend.device_of(a), backend.device_of(b)
-    if da != db:
-        raise ValueError(f"{op}: inputs are on different devices ({da} and {db}); "
-                         "move them with .to(device)")
-
-
-class Function:
-    r"""One differentiable operation. Subclass it and write ``forward`` and ``backward``.
-
-    ``forward(*xs, **kwargs)`` takes raw arrays (and any non-tensor arguments, passed through as
-    they are) and returns one array. It may save on ``self`` what backward needs.
-    ``backward(dy)`` returns a tuple of one gradient per positional input, in order: an array
-    shaped like that input, or None where no gradient is needed (integer inputs, constants, or
-    inputs whose ``self.needs_input_grad[i]`` is False). A one-input Function may return the
-    bare array. Call it as ``MyFunction.apply(*tensors, **kwargs)``.
-
-    Example, with its proof by finite differences (see docs/gradcheck.md)::
-
-        class Cube(Function):
-            r'''y = x^3  =>  dx = dy * 3 x^2'''
-            def forward(self, x):
-                self.x = x                     # saved: backward needs x
-                return x ** 3
-            def backward(self, dy):
-                return (dy * 3 * self.x ** 2,)
-
-        x = Tensor(np.random.randn(5), requires_grad=True, dtype="float64")
-        tinygrad_llm.testing.gradcheck(lambda x: Cube.apply(x), [x])
-    """
-
-    @classmethod
-    def apply(cls, *args, **kwargs):
-        # One pass over the arguments: unwrap tensors, note whether any needs a gradient, and
-        # check that they share a device (cheaply: only arrays of different types can differ).
-        raw, needs, first = [], [], None
-        for a in args:
-            if isinstance(a, Tensor):
-                data = a.data
-                if first is None:
-                    first = data
-                elif type(data) is not type(first):
-                    _check_same_device(cls.__name__, first, data)
-                raw.append(data)
-                needs.append(a.requires_grad)
-            else:
-                raw.append(a)
-                needs.append(False)
-        fn = cls()
-        if _profile_hook is None:
-            y = fn.forward(*raw, **kwargs)
-        else:
-            y = _profile_hook(cls.__name__, "forward", fn.forward, raw, kwargs)
-        if _anomaly_mode:
-            _check_finite([y], f"the forward of {cls.__name__}")
-        requires_grad = _grad_enabled and True in needs
-        out = Tensor._wrap(y, requires_grad)
-        if requires_grad:
-            fn.inputs = args            # strong links to the inputs: the graph
-            fn.needs_input_grad = tuple(needs)
-            fn.output = weakref.ref(out)  # weak: the output owns its Function, not vice versa
-            out._ctx = fn
-        return out
-
-    def forward(self, *xs):
-        raise NotImplementedError(f"{type(self).__name__}.forward")
-
-    def backward(self, dy):
-        raise NotImplementedError(f"{type(self).__name__}.backward")
-
-
-class Tensor:
+class Tensor(TensorBase):
     r"""An n-dimensional array that can record the operations made on it, for backward.
 
     ``Tensor(data, requires_grad=False, dtype=None, device=None)``. ``data`` may be a Python
@@ -185,21 +57,9 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._ctx = None
+        self._output_index = 0
 
-    @classmethod
-    def _wrap(cls, data, requires_grad=False):
-        """A Tensor around ``data`` with no checks: the fast path for Function outputs."""
-        t = cls.__new__(cls)
-        t.data, t.grad, t.requires_grad, t._ctx = data, None, requires_grad, None
-        return t
-
-    # ---- attributes ----------------------------------------------------------------------
-    shape = property(lambda self: self.data.shape)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
-    dtype = property(lambda self: self.data.dtype)
-    device = property(lambda self: backend.device_of(self.data))
-    is_leaf = property(lambda self: self._ctx is None)
+    # shape, ndim, size, dtype, device, is_leaf, zero_grad and backward: TensorBase
 
     def __len__(self):
         return len(self.data)
@@ -255,110 +115,12 @@ class Tensor:
 
     def to(self, device):
         """This tensor on ``device``, with gradients flowing back across the move."""
-        from tinygrad_llm.ops.basic import ToDevice
         device = backend.check_device(device)
-        return self if device == self.device else ToDevice.apply(self, device=device)
+        return self if device == self.device else _ops.basic.ToDevice.apply(self, device=device)
 
     def astype(self, dtype):
-        from tinygrad_llm.ops.basic import Cast
-        return self if np.dtype(dtype) == self.dtype else Cast.apply(self, dtype=np.dtype(dtype))
-
-    def zero_grad(self):
-        self.grad = None
-
-    # ---- backward ------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
-        r"""Accumulate ``dL/dx`` into ``x.grad`` for every leaf ``x`` that this tensor depends on.
-
-        ``grad`` is ``dL/dself``; it may be left out only when self is a scalar (then it is 1).
-        """
-        if not self.requires_grad:
-            raise RuntimeError("backward: this tensor does not require grad and has no grad_fn "
-                               "(did you forget requires_grad=True, or run under no_grad?)")
-        if grad is None:
-            if self.size != 1:
-                raise RuntimeError(f"backward: grad can be implicitly created only for scalar "
-                                   f"outputs; this tensor has shape {self.shape}, so pass "
-                                   f"backward(grad) with that shape")
-            grad = backend.get_xp(self.data).ones_like(self.data)
-        else:
-            grad = grad.data if isinstance(grad, Tensor) else grad
-            if type(grad) is not type(self.data) and (
-                    not backend.is_array(grad) or backend.device_of(grad) != self.device):
-                grad = backend.to_device(grad, self.device)  # a list, or an array elsewhere
-            if grad.dtype != self.dtype:
-                grad = grad.astype(self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad has shape {grad.shape}, but the tensor has "
-                                 f"shape {self.shape}")
-        if self._ctx is None:  # a leaf: its gradient is the given one
-            self._accumulate(grad)
-            return
-
-        # 1. Order the Functions so each runs after all Functions that consumed its output.
-        #    Iterative post-order depth-first search, then reversed.
-        order, visited, stack = [], set(), [(self._ctx, False)]
-        while stack:
-            fn, expanded = stack.pop()
-            if expanded:
-                order.append(fn)
-                continue
-            if id(fn) in visited:
-                continue
-            visited.add(id(fn))
-            if fn.inputs is None:
-                raise RuntimeError("backward: trying to go through the graph a second time, "
-                                   "but it was freed; call backward(retain_graph=True) the "
-                                   "first time if you need to")
-            stack.append((fn, True))
-            for x in fn.inputs:
-                if isinstance(x, Tensor) and x._ctx is not None and id(x._ctx) not in visited:
-                    stack.append((x._ctx, False))
-
-        # 2. Run each backward once, summing gradients per tensor (keyed by its Function).
-        grads = {id(self._ctx): grad}
-        for fn in reversed(order):
-            dy = grads.pop(id(fn), None)
-            if dy is None:  # every consumer returned None for this output: nothing flows back
-                if not retain_graph:
-                    vars(fn).clear()
-                    fn.inputs = None
-                continue
-            if _profile_hook is None:
-                dxs = fn.backward(dy)
-            else:
-                dxs = _profile_hook(type(fn).__name__, "backward", fn.backward, [dy], {})
-            if type(dxs) is not tuple:  # a one-input Function may return its gradient bare
-                dxs = tuple(dxs) if type(dxs) is list else (dxs,)
-            if len(dxs) != len(fn.inputs):
-                raise RuntimeError(f"backward: {type(fn).__name__}.backward returned "
-                                   f"{len(dxs)} gradients for {len(fn.inputs)} inputs")
-            if _anomaly_mode:
-                _check_finite(dxs, f"the backward of {type(fn).__name__}")
-            for x, dx in zip(fn.inputs, dxs):
-                if dx is None or not isinstance(x, Tensor) or not x.requires_grad:
-                    continue
-                if x._ctx is None:
-                    x._accumulate(dx)
-                else:
-                    key = id(x._ctx)
-                    grads[key] = dx if key not in grads else grads[key] + dx
-            if not retain_graph:  # free what forward saved, and the links to the inputs
-                vars(fn).clear()
-                fn.inputs = None
-
-    def _accumulate(self, dx):
-        """``self.grad += dx`` for a leaf. The first gradient is copied: ``dx`` may be shared."""
-        if type(dx) is _RowSparseGrad or type(self.grad) is _RowSparseGrad:
-            self.grad = _sparse.accumulate(self.grad, dx, self)  # Embedding(sparse=True)
-            return
-        if dx.shape != self.shape:
-            raise RuntimeError(f"backward: gradient of shape {dx.shape} for a tensor of shape "
-                               f"{self.shape} (a Function's backward returned a wrong shape)")
-        if self.grad is None:
-            self.grad = Tensor._wrap(dx.astype(self.dtype, copy=True))
-        else:
-            self.grad.data += dx
+        dtype = np.dtype(dtype)
+        return self if dtype == self.dtype else _ops.basic.Cast.apply(self, dtype=dtype)
 
     # ---- operators (each a Function in tinygrad_llm/ops) -----------------------------------
     def __add__(self, other):
@@ -526,9 +288,30 @@ def _index_data(index):
     return index
 
 
-# The ops modules (and sparse, for row-sparse gradients) import Function and Tensor from this
-# module, so they are imported last, once both classes exist. The operators above reach them
-# through these names at call time.
-from tinygrad_llm import ops as _ops  # noqa: E402
-from tinygrad_llm import sparse as _sparse  # noqa: E402
-from tinygrad_llm.sparse import RowSparseGrad as _RowSparseGrad  # noqa: E402
+# ---- tensors from several tensors ------------------------------------------------------------
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    if not tensors:
+        raise ValueError("concatenate: needs at least one tensor")
+    return _ops.shape.Concatenate.apply(*[_as_tensor(t) for t in tensors], axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join equal-shaped tensors along a new axis."""
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    return _ops.shape.Stack.apply(*[_as_tensor(t) for t in tensors], axis=axis)
+
+
+def where(cond, a, b):
+    """Elementwise choice: ``a`` where ``cond`` is true, else ``b``."""
+    cond = _as_tensor(cond)
+    if cond.dtype != bool:
+        cond = Tensor._wrap(cond.data.astype(bool))
+    a = a if isinstance(a, (Tensor, int, float)) else Tensor(a)
+    b = b if isinstance(b, (Tensor, int, float)) else Tensor(b)
+    return _ops.shape.Where.apply(cond, a, b)
+
+
+def _as_tensor(x):
+    return x if isinstance(x, Tensor) else Tensor(x)

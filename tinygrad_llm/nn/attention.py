@@ -14,6 +14,7 @@ docs/gpt.md.
 
 import math
 
+from tinygrad_llm import backend
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn.layers import Dropout, Linear
 from tinygrad_llm.nn.module import Module
@@ -65,8 +66,8 @@ class CausalSelfAttention(Module):
         k = qkv[:, :, c:2 * c].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         v = qkv[:, :, 2 * c:].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)   # (B, nh, T, hs)
         att = (q @ k.transpose(0, 1, 3, 2)) * (1 / math.sqrt(hs))           # (B, nh, T, T)
-        mask = _attention.causal_mask(t, att.dtype, __import__("numpy"))   # (T, T) 0 / -inf
-        att = att + Tensor(mask, device=att.device)                         # S + mask
+        mask = _attention.causal_mask(t, att.dtype, backend.get_xp(att.data))  # (T, T) 0/-inf
+        att = att + Tensor(mask)                                            # S + mask
         att = F.softmax(att, axis=-1)                                       # (B, nh, T, T)
         att = F.dropout(att, p, training=p > 0)
         y = att @ v                                                         # (B, nh, T, hs)

@@ -7,6 +7,7 @@ derives.
 """
 
 from tinygrad_llm.ops import nn as _nn
+from tinygrad_llm.ops import sparse as _sparse
 from tinygrad_llm.tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "binary_cross_entropy",
@@ -96,9 +97,13 @@ def linear(x, weight, bias=None):
     return _nn.Linear.apply(x, weight, bias)
 
 
-def embedding(ids, weight):
-    """Rows of ``weight`` (V, D) picked by integer ``ids``: shape ids.shape + (D,)."""
+def embedding(ids, weight, sparse=False):
+    """Rows of ``weight`` (V, D) picked by integer ``ids``: shape ids.shape + (D,).
+
+    ``sparse=True`` gives ``weight`` a row-sparse gradient (tinygrad_llm/ops/sparse.py)."""
     ids = _tensor(ids, "ids", "embedding", weight)
+    if sparse:
+        return _sparse.SparseEmbedding.apply(ids, weight)
     return _nn.Embedding.apply(ids, weight)
 
 

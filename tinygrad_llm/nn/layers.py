@@ -9,7 +9,6 @@ import math
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn import init
 from tinygrad_llm.nn.module import Module, Parameter
-from tinygrad_llm.sparse import sparse_embedding
 
 __all__ = ["Linear", "Embedding", "LayerNorm", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid"]
 
@@ -46,7 +45,7 @@ class Embedding(Module):
     ``RowSparseGrad(indices=ids, values=dy)``, and ``SGD`` (plain: no momentum, no weight decay)
     scatter-adds ``-lr * values`` into the touched rows only. Same step, without touching the
     other V - len(ids) rows: Word2Vec uses it. The GPT keeps dense gradients (the default).
-    See tinygrad_llm/sparse.py and docs/word2vec.md.
+    See tinygrad_llm/ops/sparse.py and docs/word2vec.md.
     """
 
     def __init__(self, num_embeddings, embedding_dim, device=None, sparse=False):
@@ -56,9 +55,7 @@ class Embedding(Module):
         self.weight = Parameter(init.normal((num_embeddings, embedding_dim)), device=device)
 
     def forward(self, ids):
-        if self.sparse:
-            return sparse_embedding(ids, self.weight)
-        return F.embedding(ids, self.weight)
+        return F.embedding(ids, self.weight, sparse=self.sparse)
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}" + (", sparse=True" if self.sparse

@@ -33,8 +33,7 @@ from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn import init
 from tinygrad_llm.nn.module import Module, Parameter
 from tinygrad_llm.ops import rnn as _rnn
-from tinygrad_llm.ops.shape import concatenate, stack
-from tinygrad_llm.tensor import Tensor
+from tinygrad_llm.tensor import Tensor, concatenate, stack
 
 __all__ = ["RNNBase", "RNNCellBase", "RNNCell", "RNN"]
 

@@ -33,7 +33,7 @@ the two transposes and the merge (five ops and their backward copies) with views
 import math
 
 from tinygrad_llm import backend
-from tinygrad_llm.tensor import Function
+from tinygrad_llm.autograd import Function
 
 __all__ = ["Attention", "QKVAttention", "scaled_dot_product_attention", "qkv_attention",
            "causal_mask"]

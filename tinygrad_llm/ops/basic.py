@@ -11,7 +11,7 @@ and gets no gradient.
 import math
 
 from tinygrad_llm import backend
-from tinygrad_llm.tensor import Function
+from tinygrad_llm.autograd import Function
 
 __all__ = ["unbroadcast", "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Cast", "ToDevice"]
 

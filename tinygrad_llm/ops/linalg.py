@@ -9,8 +9,8 @@ y. Batched operands broadcast over their leading axes; the gradient of a broadca
 over the axes it was stretched along.
 """
 
+from tinygrad_llm.autograd import Function
 from tinygrad_llm.ops.basic import unbroadcast
-from tinygrad_llm.tensor import Function
 
 __all__ = ["MatMul"]
 

@@ -10,9 +10,11 @@ one pass instead of several, fewer temporaries, and only what backward needs is 
 import math
 
 from tinygrad_llm import backend
+from tinygrad_llm.autograd import Function
+from tinygrad_llm.kernels import cpu, cuda
+from tinygrad_llm.kernels.cpu import column_sums, row_means
 from tinygrad_llm.ops.special import normal_cdf_and_pdf
 from tinygrad_llm.ops.unary import stable_sigmoid
-from tinygrad_llm.tensor import Function
 
 __all__ = ["Softmax", "LogSoftmax", "CrossEntropy", "LayerNorm", "GELU", "Linear", "Embedding",
            "Dropout", "BCEWithLogits"]
@@ -81,7 +83,7 @@ class CrossEntropy(Function):
         dlogits[n, c] = dloss_n (p[n, c] - [c == t_n])    (divided by M for 'mean')
     """
 
-    kernel = False   # set by forward when it ran the fused CUDA kernel (backend.py)
+    kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
 
     def forward(self, logits, targets, ignore_index=-100, reduction="mean"):
         xp = backend.get_xp(logits)
@@ -95,16 +97,16 @@ class CrossEntropy(Function):
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', "
                              f"got {reduction!r}")
-        if reduction == "mean" and backend.cuda_kernels_for(logits):  # kernels/cross_entropy.cu
+        if reduction == "mean" and cuda.cuda_kernels_for(logits):  # kernels/cross_entropy.cu
             self.kernel, self.logits, self.targets = True, logits, targets
             self.ignore_index = ignore_index                # saved: logits, and lse and M below
-            loss, self.lse, self.count = backend.cross_entropy_forward_cuda(logits, targets,
+            loss, self.lse, self.count = cuda.cross_entropy_forward_cuda(logits, targets,
                                                                             ignore_index)
             return loss
         n, c = logits.shape
         valid = targets != ignore_index                                    # (N,)
         safe = xp.where(valid, targets, 0)                                 # (N,)
-        if xp is __import__("numpy") and n:  # range check (skipped on GPUs: it would sync)
+        if backend.is_cpu(targets) and n:  # range check (skipped on GPUs: it would sync)
             bad = (safe < 0) | (safe >= c)
             if bad.any():
                 raise ValueError(f"cross_entropy: target {int(targets[bad][0])} is out of "
@@ -126,7 +128,7 @@ class CrossEntropy(Function):
 
     def backward(self, dy):
         if self.kernel:                                     # dlogits = (dy / M) (p - onehot)
-            return backend.cross_entropy_backward_cuda(dy, self.logits, self.targets, self.lse,
+            return cuda.cross_entropy_backward_cuda(dy, self.logits, self.targets, self.lse,
                                                        self.count, self.ignore_index), None
         xp = backend.get_xp(dy)
         if self.reduction == "mean":
@@ -153,7 +155,7 @@ class LayerNorm(Function):
         dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat))
     """
 
-    kernel = False   # set by forward when it ran the fused CUDA kernel (backend.py)
+    kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
 
     def forward(self, x, w=None, b=None, eps=1e-5):
         c = x.shape[-1]
@@ -161,17 +163,15 @@ class LayerNorm(Function):
             if p is not None and p.shape != (c,):
                 raise ValueError(f"layer_norm: {name} must have shape ({c},) for input "
                                  f"{x.shape}, got {p.shape}")
-        if backend.cuda_kernels_for(x, w, b):               # kernels/layer_norm.cu
+        if cuda.cuda_kernels_for(x, w, b):               # kernels/layer_norm.cu
             self.kernel, self.x, self.w = True, x, w        # saved: x, w, and mean, rstd (N,)
-            y, self.mean, self.rstd = backend.layer_norm_forward_cuda(x, w, b, eps)
+            y, self.mean, self.rstd = cuda.layer_norm_forward_cuda(x, w, b, eps)
             return y
         xp = backend.get_xp(x)
-        # Means over rows of C numbers as matrix-vector products with a (C,) vector of 1/C:
-        # BLAS's gemv is several times faster than NumPy's mean over short rows.
-        mean_c = xp.full(c, 1 / c, dtype=x.dtype)                           # (C,)
+        # Row means as BLAS gemv products (kernels/cpu.py): faster than NumPy's mean over rows.
         x2 = x.reshape(-1, c)                                               # (N, C)
-        xhat = x2 - (x2 @ mean_c)[:, None]                                  # x - mu, (N, C)
-        var = (xhat * xhat) @ mean_c                                        # (N,)
+        xhat = x2 - row_means(x2)[:, None]                                  # x - mu, (N, C)
+        var = row_means(xhat * xhat)                                        # (N,)
         rstd = 1 / xp.sqrt(var + eps)                                       # (N,)
         xhat *= rstd[:, None]                                               # (x - mu) rstd
         self.xhat, self.rstd, self.w = xhat, rstd, w                        # saved, (N, C) (N,)
@@ -183,21 +183,21 @@ class LayerNorm(Function):
     def backward(self, dy):
         _, need_w, need_b = self.needs_input_grad
         if self.kernel:                                     # recomputes xhat from mean, rstd
-            return backend.layer_norm_backward_cuda(dy, self.x, self.w, self.mean, self.rstd,
+            return cuda.layer_norm_backward_cuda(dy, self.x, self.w, self.mean, self.rstd,
                                                     need_w, need_b)
         xhat, rstd, w = self.xhat, self.rstd, self.w
-        xp = backend.get_xp(dy)
         n, c = xhat.shape
         dy2 = dy.reshape(n, c)                                              # (N, C)
         # Column sums (over the N rows) and row means (over C) as gemv products, as in forward.
-        ones_n, mean_c = xp.ones(n, dtype=dy.dtype), xp.full(c, 1 / c, dtype=dy.dtype)
-        dw = ones_n @ (dy2 * xhat) if need_w else None                      # y = xhat*w+b
-        db = ones_n @ dy2 if need_b else None
-        dx = dy2 * w if w is not None else dy2.copy()                       # dxhat (N, C)
-        # dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat)), in place on dxhat
-        xhat_m2 = xhat * ((dx * xhat) @ mean_c)[:, None]                    # (N, C)
-        dx -= (dx @ mean_c)[:, None]
-        dx -= xhat_m2
+        dw = column_sums(dy2 * xhat) if need_w else None                    # y = xhat*w+b
+        db = column_sums(dy2) if need_b else None                           # (C,)
+        dxhat = dy2 * w if w is not None else dy2.copy()                    # (N, C)
+        # dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat)), in dxhat's buffer
+        xhat_term = xhat * row_means(dxhat * xhat)[:, None]                 # (N, C)
+        dxhat_centred = dxhat
+        dxhat_centred -= row_means(dxhat)[:, None]                          # in place
+        dx = dxhat_centred
+        dx -= xhat_term                                                     # in place
         dx *= rstd[:, None]
         return dx.reshape(dy.shape), dw, db
 
@@ -215,27 +215,27 @@ class GELU(Function):
         dy/dx = (1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2,   t = tanh u
 
     Forward computes y and its slope dy/dx together (they share Phi, phi or t), block by block
-    on the CPU (backend.blockwise: cache-sized pieces), and saves only the slope: backward is
+    on the CPU (cpu.blockwise: cache-sized pieces), and saves only the slope: backward is
     then one multiply, dx = dy * dy/dx.
     """
 
-    kernel = False   # set by forward when it ran the fused CUDA kernel (backend.py)
+    kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
 
     def forward(self, x, approximate="none"):
-        if approximate in ("none", "tanh") and backend.cuda_kernels_for(x):   # kernels/gelu.cu
+        if approximate in ("none", "tanh") and cuda.cuda_kernels_for(x):   # kernels/gelu.cu
             self.kernel, self.x, self.approximate = True, x, approximate    # saved: x
-            return backend.gelu_forward_cuda(x, approximate)
+            return cuda.gelu_forward_cuda(x, approximate)
         if approximate == "none":
-            y, self.slope = backend.blockwise(_gelu_and_slope, x)          # saved: dy/dx
+            y, self.slope = cpu.blockwise(_gelu_and_slope, x)          # saved: dy/dx
         elif approximate == "tanh":
-            y, self.slope = backend.blockwise(_gelu_tanh_and_slope, x)     # saved: dy/dx
+            y, self.slope = cpu.blockwise(_gelu_tanh_and_slope, x)     # saved: dy/dx
         else:
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
         return y
 
     def backward(self, dy):
         if self.kernel:                                     # recomputes the slope from x
-            return (backend.gelu_backward_cuda(dy, self.x, self.approximate),)
+            return (cuda.gelu_backward_cuda(dy, self.x, self.approximate),)
         return (dy * self.slope,)                                           # dx = dy dy/dx
 
 
@@ -280,12 +280,10 @@ class Linear(Function):
     def backward(self, dy):
         need_x, need_w, need_b = self.needs_input_grad
         w = self.w
-        xp = backend.get_xp(dy)
         dy2 = dy.reshape(-1, w.shape[0])                                    # (N, O)
         dx = (dy2 @ w).reshape(self.x.shape) if need_x else None            # dX = dY W
         dw = dy2.T @ self.x.reshape(-1, w.shape[1]) if need_w else None     # dW = dY^T X
-        # db = sum of dY's rows, as the gemv 1^T dY (faster than a column sum over N rows)
-        db = xp.ones(dy2.shape[0], dtype=dy2.dtype) @ dy2 if need_b else None
+        db = column_sums(dy2) if need_b else None                           # sum of dY's rows
         return dx, dw, db
 
 
@@ -296,10 +294,9 @@ class Embedding(Function):
     """
 
     def forward(self, ids, w):
-        xp = backend.get_xp(w)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"embedding: ids must be integers, got {ids.dtype}")
-        if xp is __import__("numpy") and ids.size:  # range check (skipped on GPUs: it would sync)
+        if backend.is_cpu(ids) and ids.size:  # range check (skipped on GPUs: it would sync)
             lo, hi = ids.min(), ids.max()
             if lo < 0 or hi >= w.shape[0]:
                 bad = lo if lo < 0 else hi
@@ -311,7 +308,7 @@ class Embedding(Function):
     def backward(self, dy):
         xp = backend.get_xp(dy)
         dw = xp.zeros(self.w_shape, dtype=dy.dtype)                        # (V, D)
-        backend.scatter_add(dw, self.ids.reshape(-1), dy.reshape(-1, self.w_shape[1]))
+        cpu.scatter_add(dw, self.ids.reshape(-1), dy.reshape(-1, self.w_shape[1]))
         return None, dw
 
 

@@ -6,7 +6,7 @@ axes: every element of x that fed y gets a share of dy.
 """
 
 from tinygrad_llm import backend
-from tinygrad_llm.tensor import Function
+from tinygrad_llm.autograd import Function
 
 __all__ = ["normalize_axis", "Sum", "Mean", "Max", "Min", "Var"]
 

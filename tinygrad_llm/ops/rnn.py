@@ -28,7 +28,7 @@ against the same cell composed of primitives in tests/test_rnn.py, test_lstm.py,
 """
 
 from tinygrad_llm import backend
-from tinygrad_llm.tensor import Function
+from tinygrad_llm.autograd import Function
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "RNNLayer", "LSTMLayer", "GRULayer"]
 

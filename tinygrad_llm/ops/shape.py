@@ -1,14 +1,16 @@
 r"""Ops that move elements without changing them: reshape, transpose, expand/squeeze, broadcast,
 indexing, concatenate, stack and where. Each backward moves the gradient back the same way.
+(``concatenate``, ``stack`` and ``where`` on tensors are in tinygrad_llm.tensor.)
 """
 
 from tinygrad_llm import backend
+from tinygrad_llm.autograd import Function
+from tinygrad_llm.kernels import cpu
 from tinygrad_llm.ops.basic import unbroadcast
 from tinygrad_llm.ops.reduce import normalize_axis
-from tinygrad_llm.tensor import Function, Tensor
 
 __all__ = ["Reshape", "Transpose", "ExpandDims", "Squeeze", "BroadcastTo", "GetItem",
-           "Concatenate", "Stack", "Where", "concatenate", "stack", "where"]
+           "Concatenate", "Stack", "Where"]
 
 
 class Reshape(Function):
@@ -123,7 +125,7 @@ class GetItem(Function):
         xp = backend.get_xp(dy)
         dx = xp.zeros(self.x_shape, dtype=dy.dtype)
         if _has_int_array(self.index):
-            backend.scatter_add(dx, self.index, dy)  # repeated positions add up
+            cpu.scatter_add(dx, self.index, dy)  # repeated positions add up
         else:
             dx[self.index] = dy                       # each position picked at most once
         return (dx,)
@@ -191,31 +193,3 @@ class Where(Function):
         da = unbroadcast(xp.where(self.cond, dy, zero), self.a_shape) if need_a else None
         db = unbroadcast(xp.where(self.cond, zero, dy), self.b_shape) if need_b else None
         return None, da, db
-
-
-def concatenate(tensors, axis=0):
-    """Join tensors along an existing axis."""
-    if not tensors:
-        raise ValueError("concatenate: needs at least one tensor")
-    return Concatenate.apply(*[_as_tensor(t) for t in tensors], axis=axis)
-
-
-def stack(tensors, axis=0):
-    """Join equal-shaped tensors along a new axis."""
-    if not tensors:
-        raise ValueError("stack: needs at least one tensor")
-    return Stack.apply(*[_as_tensor(t) for t in tensors], axis=axis)
-
-
-def where(cond, a, b):
-    """Elementwise choice: ``a`` where ``cond`` is true, else ``b``."""
-    cond = _as_tensor(cond)
-    if cond.dtype != bool:
-        cond = Tensor._wrap(cond.data.astype(bool))
-    a = a if isinstance(a, (Tensor, int, float)) else Tensor(a)
-    b = b if isinstance(b, (Tensor, int, float)) else Tensor(b)
-    return Where.apply(cond, a, b)
-
-
-def _as_tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(x)

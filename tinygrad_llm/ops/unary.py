@@ -5,7 +5,7 @@ Where f' is simplest in terms of the output, the output is saved instead of the 
 """
 
 from tinygrad_llm import backend
-from tinygrad_llm.tensor import Function
+from tinygrad_llm.autograd import Function
 
 __all__ = ["Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "Relu", "Abs", "Clip", "stable_sigmoid"]
 

@@ -17,61 +17,19 @@ That is exactly the dense step ``W -= lr dW``. Only plain SGD (no momentum, no w
 takes a row-sparse gradient: momentum and Adam's moments would have to decay every row at every
 step, which is dense again. The sparse table must be a leaf tensor (a Parameter). Gradients from
 several uses of one table accumulate by concatenation (and into a dense gradient by scatter-add).
-``to_dense()`` gives the dense array, which the tests compare with the dense backward.
+``to_dense()`` gives the dense array, which the tests compare with the dense backward. The
+engine adds a row-sparse gradient into a leaf through ``RowSparseGrad.accumulate_grad``.
 """
 
-import numpy as np
-
 from tinygrad_llm import backend
+from tinygrad_llm.autograd import TensorBase
+from tinygrad_llm.kernels.cpu import scatter_add
 from tinygrad_llm.ops.nn import Embedding
-from tinygrad_llm.tensor import Tensor
 
-__all__ = ["RowSparseGrad", "SparseEmbedding", "sparse_embedding", "scatter_add_rows"]
+__all__ = ["RowSparseGrad", "SparseEmbedding"]
 
 _ONLY_SGD = ("a row-sparse gradient (from Embedding(..., sparse=True)) supports only plain SGD "
              "(no momentum or weight decay); call .to_dense() or use sparse=False")
-
-
-def scatter_add_rows(table, indices, values, scale=1.0):
-    r"""In place: ``table[indices[n]] += scale * values[n]`` for every n, repeated rows adding up.
-
-    On the CPU this is faster than a sort-and-``np.add.reduceat`` over all rows when most ids
-    repeat only a few times (word ids drawn from a Zipf-like distribution): sort the ids, give
-    each row its rank among the rows with the same id, and for rank r = 0, 1, ..., up to
-    ``light`` add all rows of rank r with one fancy-indexed ``+=`` (no id repeats within a rank,
-    so nothing is lost). Ids that repeat more than ``light`` times are summed with
-    ``np.add.reduceat`` first. On a GPU it is ``backend.scatter_add``.
-    """
-    xp = backend.get_xp(table)
-    if xp is not np or len(indices) <= 64:
-        return backend.scatter_add(table, indices, values * scale if scale != 1 else values)
-    light = 8
-    order = np.argsort(indices, kind="stable")
-    ids = indices[order]                                                   # sorted (R,)
-    first = np.empty(len(ids), bool)
-    first[0], first[1:] = True, ids[1:] != ids[:-1]
-    starts = np.flatnonzero(first)                                         # (U,)
-    segment = np.cumsum(first) - 1                                         # (R,)
-    rank = np.arange(len(ids)) - starts[segment]                           # (R,)
-    counts = np.diff(np.append(starts, len(ids)))                          # (U,)
-    heavy_row = (counts > light)[segment]                                  # (R,)
-    for r in range(min(light, int(counts.max()))):
-        rows = np.flatnonzero((rank == r) & ~heavy_row)                    # distinct ids
-        if len(rows) == 0:
-            break
-        chunk = values[order[rows]]
-        if scale != 1:
-            chunk *= scale
-        table[ids[rows]] += chunk
-    rows = np.flatnonzero(heavy_row)
-    if len(rows):
-        heavy_ids = ids[rows]
-        heads = np.flatnonzero(np.append(True, heavy_ids[1:] != heavy_ids[:-1]))
-        sums = np.add.reduceat(values[order[rows]], heads, axis=0)        # one sum per id
-        if scale != 1:
-            sums *= scale
-        table[heavy_ids[heads]] += sums
-    return table
 
 
 class RowSparseGrad:
@@ -98,7 +56,7 @@ class RowSparseGrad:
         """The dense (V, D) gradient: zeros, plus a scatter-add of the rows."""
         xp = backend.get_xp(self.values)
         dense = xp.zeros(self.shape, dtype=self.values.dtype)                  # (V, D)
-        return scatter_add_rows(dense, self.indices, self.values)
+        return scatter_add(dense, self.indices, self.values)
 
     def numpy(self):
         return backend.to_numpy(self.to_dense())
@@ -108,7 +66,7 @@ class RowSparseGrad:
         xp = backend.get_xp(self.values)
         rows, inverse = xp.unique(self.indices, return_inverse=True)
         values = xp.zeros((len(rows), self.shape[1]), dtype=self.values.dtype)  # (U, D)
-        backend.scatter_add(values, inverse.reshape(-1), self.values)
+        scatter_add(values, inverse.reshape(-1), self.values)
         return RowSparseGrad(rows, values, self.shape)
 
     def __add__(self, other):
@@ -116,10 +74,33 @@ class RowSparseGrad:
             xp = backend.get_xp(self.values)
             return RowSparseGrad(xp.concatenate([self.indices, other.indices]),
                                  xp.concatenate([self.values, other.values]), self.shape)
-        other = other.data if isinstance(other, Tensor) else other
-        return backend.scatter_add(other.copy(), self.indices, self.values)   # dense result
+        other = other.data if isinstance(other, TensorBase) else other
+        return scatter_add(other.copy(), self.indices, self.values)   # dense result
 
     __radd__ = __add__
+
+    @staticmethod
+    def accumulate_grad(grad, dx, leaf):
+        """The new ``leaf.grad`` after adding ``dx``, when either side is row-sparse.
+
+        The engine (``TensorBase._accumulate``) calls this for any leaf whose gradient or incoming
+        ``dx`` is a RowSparseGrad. ``grad`` is None, a Tensor or a RowSparseGrad; ``dx`` an array
+        or a RowSparseGrad. The first sparse gradient's values are copied, as the dense path
+        copies its first gradient.
+        """
+        if dx.shape != leaf.shape:
+            raise RuntimeError(f"backward: gradient of shape {dx.shape} for a tensor of shape "
+                               f"{leaf.shape}")
+        if grad is None:
+            if isinstance(dx, RowSparseGrad):
+                return RowSparseGrad(dx.indices, dx.values.astype(leaf.dtype, copy=True),
+                                     leaf.shape)
+            return leaf._wrap(dx.astype(leaf.dtype, copy=True))
+        if isinstance(grad, RowSparseGrad):
+            total = grad + dx                                    # sparse + sparse stays sparse
+            return total if isinstance(total, RowSparseGrad) else leaf._wrap(total)
+        scatter_add(grad.data, dx.indices, dx.values)            # dense + sparse, in place
+        return grad
 
     def _unsupported(self, *args):
         raise TypeError(_ONLY_SGD)
@@ -130,26 +111,6 @@ class RowSparseGrad:
     def __repr__(self):
         return (f"RowSparseGrad({len(self.indices)} rows of a {self.shape} table, "
                 f"dtype={self.dtype})")
-
-
-def accumulate(grad, dx, like):
-    """``grad + dx`` for a leaf's ``.grad`` when either side is row-sparse (Tensor._accumulate).
-
-    ``grad`` is None, a Tensor or a RowSparseGrad; ``dx`` an array or a RowSparseGrad. The first
-    sparse gradient's values are copied, as the dense path copies its first gradient.
-    """
-    if dx.shape != like.shape:
-        raise RuntimeError(f"backward: gradient of shape {dx.shape} for a tensor of shape "
-                           f"{like.shape}")
-    if grad is None:
-        if isinstance(dx, RowSparseGrad):
-            return RowSparseGrad(dx.indices, dx.values.astype(like.dtype, copy=True), like.shape)
-        return Tensor._wrap(dx.astype(like.dtype, copy=True))
-    if isinstance(grad, RowSparseGrad):
-        total = grad + dx                                    # sparse + sparse stays sparse
-        return total if isinstance(total, RowSparseGrad) else Tensor._wrap(total)
-    backend.scatter_add(grad.data, dx.indices, dx.values)   # dense + sparse, in place
-    return grad
 
 
 class SparseEmbedding(Embedding):
@@ -164,10 +125,3 @@ class SparseEmbedding(Embedding):
     def backward(self, dy):
         D = self.w_shape[1]
         return None, RowSparseGrad(self.ids.reshape(-1), dy.reshape(-1, D), self.w_shape)
-
-
-def sparse_embedding(ids, weight):
-    """Rows of ``weight`` (V, D) picked by integer ``ids``, with a row-sparse gradient."""
-    if not isinstance(ids, Tensor):
-        ids = Tensor(ids)
-    return SparseEmbedding.apply(ids, weight)
