@@ -1,7 +1,8 @@
-"""tinygrad_llm/tensor.py's graph machinery: Function.apply, backward, no_grad, detect_anomaly.
+"""tinygrad_llm/autograd.py's graph machinery: Function.apply, backward, no_grad, detect_anomaly.
 
 Accumulation, diamonds, no_grad (context and decorator), a 10,000-op chain, the graph freed after
-backward (weakref), retain_graph, detach, backward misuse, anomaly detection and mixed devices.
+backward (weakref), retain_graph, detach, backward misuse, anomaly detection, mixed devices, and
+Functions with several outputs.
 On "cpu" and the CuPy stand-in "cuda".
 """
 
@@ -271,3 +272,96 @@ def test_mixed_devices_error_names_op_and_both_devices(fake_cuda):
         with pytest.raises(ValueError, match=rf"{name}: inputs are on different devices "
                                              r"\((cpu and cuda|cuda and cpu)\)"):
             f()
+
+
+# ---- Functions with several outputs ----------------------------------------------------------
+class SinCos(Function):
+    r"""s = sin x, c = cos x  =>  dx = ds cos x - dc sin x"""
+
+    def forward(self, x):
+        xp = tg.backend.get_xp(x)
+        self.x = x                               # saved: both derivatives need x
+        return xp.sin(x), xp.cos(x)
+
+    def backward(self, ds, dc):
+        xp = tg.backend.get_xp(self.x)
+        self.received = (ds is not None, dc is not None)
+        dx = xp.zeros_like(self.x)
+        if ds is not None:
+            dx = dx + ds * xp.cos(self.x)
+        if dc is not None:
+            dx = dx - dc * xp.sin(self.x)
+        return dx
+
+
+class MaxAndIndex(Function):
+    r"""m = max_j x[..., j], i = argmax_j x[..., j]  =>  dx[..., i] = dm (the index has no grad)"""
+
+    def forward(self, x):
+        self.shape, self.i = x.shape, x.argmax(axis=-1)        # saved: where the max was
+        return x.max(axis=-1), self.i
+
+    def backward(self, dm, di):
+        assert di is None                        # an integer output never carries a gradient
+        xp = tg.backend.get_xp(dm)
+        onehot = self.i[..., None] == xp.arange(self.shape[-1])             # (..., J)
+        return onehot * dm[..., None]
+
+
+def test_a_two_output_function_passes_gradcheck_through_both_outputs():
+    x = Tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
+    assert gradcheck(lambda t: SinCos.apply(t), [x], seed=1)
+    assert gradcheck(lambda t: SinCos.apply(t * 2)[1] * 3, [x], seed=2)   # one output used
+
+
+def test_apply_returns_a_tuple_and_each_output_knows_its_place(device):
+    x = Tensor(np.array([0.5, 1.0]), requires_grad=True, device=device)
+    s, c = SinCos.apply(x)
+    assert s._ctx is c._ctx and (s._output_index, c._output_index) == (0, 1)
+    assert [r() for r in s._ctx.outputs] == [s, c]
+    np.testing.assert_allclose(s.numpy(), np.sin([0.5, 1.0]))
+    np.testing.assert_allclose(c.numpy(), np.cos([0.5, 1.0]))
+
+
+@pytest.mark.parametrize("use", ["both", "sin", "cos"])
+def test_an_unused_output_sends_none_and_the_rest_flows(device, use):
+    x0 = np.array([0.3, -1.2, 2.0])
+    x = Tensor(x0, requires_grad=True, device=device)
+    s, c = SinCos.apply(x)
+    fn = s._ctx
+    loss = {"both": (s * c).sum(), "sin": (s * 2).sum(), "cos": c.sum()}[use]
+    loss.backward(retain_graph=True)
+    expected = {"both": np.cos(2 * x0), "sin": 2 * np.cos(x0), "cos": -np.sin(x0)}[use]
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
+    assert fn.received == {"both": (True, True), "sin": (True, False), "cos": (False, True)}[use]
+
+
+def test_gradients_of_one_output_used_twice_add_up_before_its_backward(device):
+    x = Tensor(np.array([0.7]), requires_grad=True, device=device)
+    s, c = SinCos.apply(x)
+    (s * s + s + c).sum().backward()          # d/dx (sin^2 + sin + cos) = (2 sin + 1) cos - sin
+    expected = (2 * np.sin(0.7) + 1) * np.cos(0.7) - np.sin(0.7)
+    np.testing.assert_allclose(x.grad.numpy(), [expected], rtol=1e-12)
+
+
+def test_backward_may_start_at_any_output(device):
+    x = Tensor(np.array([0.2, 0.4]), requires_grad=True, device=device)
+    _, c = SinCos.apply(x)
+    c.backward(np.ones(2))
+    np.testing.assert_allclose(x.grad.numpy(), -np.sin([0.2, 0.4]), rtol=1e-12)
+
+
+def test_an_integer_output_does_not_require_grad(device):
+    x = Tensor(np.array([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]]), requires_grad=True, device=device)
+    m, i = MaxAndIndex.apply(x)
+    assert m.requires_grad and not i.requires_grad and i._ctx is None
+    np.testing.assert_array_equal(i.numpy(), [1, 0])
+    (m * Tensor(np.array([2.0, 3.0]), device=device)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 2, 0], [3, 0, 0]])
+
+
+def test_several_outputs_under_no_grad_record_nothing(device):
+    x = Tensor(np.array([0.1]), requires_grad=True, device=device)
+    with tg.no_grad():
+        s, c = SinCos.apply(x)
+    assert not s.requires_grad and s._ctx is None and c._ctx is None

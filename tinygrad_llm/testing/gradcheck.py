@@ -2,6 +2,7 @@ r"""Gradient checking by central finite differences, for every op here and for y
 
 For a function f of inputs x_1..x_k with output y, pick a random upstream gradient g (shaped like
 y) and look at the scalar s = sum(g * f(x)). Autograd gives ds/dx_i by running backward with g.
+(With several outputs y_1..y_m, one random g_k each: s = sum over k of sum(g_k * y_k).)
 Central differences give each element independently:
 
     ds/dx[j] ~ (s(x + eps e_j) - s(x - eps e_j)) / (2 eps)        error O(eps^2)
@@ -27,19 +28,28 @@ def _as_float64(t):
     return Tensor(t.data.astype("float64", order="C"), requires_grad=t.requires_grad)
 
 
+def _projection(fn, inputs, upstream):
+    """s = sum(upstream * fn(*inputs)), summed over the outputs when there are several."""
+    ys = fn(*inputs)
+    if isinstance(ys, tuple):
+        return sum(float(backend.get_xp(g).sum(g * y.data)) for y, g in zip(ys, upstream))
+    return float(backend.get_xp(upstream).sum(upstream * ys.data))
+
+
 def numerical_grad(fn, inputs, i, upstream, eps):
-    """d sum(upstream * fn(*inputs)) / d inputs[i], by central differences (float64)."""
+    """d sum(upstream * fn(*inputs)) / d inputs[i], by central differences (float64).
+
+    For a ``fn`` with several outputs, ``upstream`` is a list of arrays, one per output."""
     x = inputs[i].data
-    xp = backend.get_xp(x)
     grad = np.zeros(x.shape, dtype=np.float64)
     flat = x.reshape(-1)  # a view: writing flat[j] perturbs x
     with no_grad():
         for j in range(flat.size):
             old = flat[j].item()
             flat[j] = old + eps
-            plus = float(xp.sum(upstream * fn(*inputs).data))
+            plus = _projection(fn, inputs, upstream)
             flat[j] = old - eps
-            minus = float(xp.sum(upstream * fn(*inputs).data))
+            minus = _projection(fn, inputs, upstream)
             flat[j] = old
             grad.reshape(-1)[j] = (plus - minus) / (2 * eps)
     return grad
@@ -48,9 +58,11 @@ def numerical_grad(fn, inputs, i, upstream, eps):
 def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, seed=None):
     """Check ``fn``'s backward against central finite differences, in float64.
 
-    ``fn(*inputs)`` must return a Tensor. Every input with ``requires_grad=True`` is checked; the
-    inputs are converted to float64 first (integer inputs, such as indices, are left as they are).
-    Returns True, or raises ``GradcheckError`` naming each bad input with its worst element.
+    ``fn(*inputs)`` must return a Tensor, or a tuple of Tensors (a Function with several
+    outputs: each gets its own random upstream gradient, and all flow back in one backward).
+    Every input with ``requires_grad=True`` is checked; the inputs are converted to float64 first
+    (integer inputs, such as indices, are left as they are). Returns True, or raises
+    ``GradcheckError`` naming each bad input with its worst element.
     """
     rng = np.random.default_rng(seed)
     inputs = [_as_float64(t) if isinstance(t, Tensor) and t.dtype.kind == "f" else t
@@ -58,20 +70,28 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-4, seed=None):
     checked = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check")
-    y = fn(*inputs)
-    if not isinstance(y, Tensor):
-        raise TypeError(f"gradcheck: fn must return a Tensor, got {type(y).__name__}")
-    if y.dtype != np.float64:
-        raise GradcheckError(f"gradcheck: fn returned {y.dtype} for float64 inputs; an op "
-                             "downcasts, so finite differences would be meaningless")
+    ys = fn(*inputs)
+    outputs = ys if isinstance(ys, tuple) else (ys,)
+    for y in outputs:
+        if not isinstance(y, Tensor):
+            raise TypeError(f"gradcheck: fn must return a Tensor or a tuple of Tensors, got "
+                            f"{type(y).__name__}")
+        if y.dtype != np.float64:
+            raise GradcheckError(f"gradcheck: fn returned {y.dtype} for float64 inputs; an op "
+                                 "downcasts, so finite differences would be meaningless")
+        if not y.requires_grad:
+            raise GradcheckError("gradcheck: the output does not require grad: no graph was "
+                                 "recorded (is fn running under no_grad, or detaching?)")
     # A random projection (docs/gradcheck.md), drawn on the host and moved to y's device.
-    upstream = backend.to_device(rng.standard_normal(y.shape), y.device)
-    if not y.requires_grad:
-        raise GradcheckError("gradcheck: the output does not require grad: no graph was "
-                             "recorded (is fn running under no_grad, or detaching?)")
+    upstreams = [backend.to_device(rng.standard_normal(y.shape), y.device) for y in outputs]
     for i in checked:
         inputs[i].grad = None
-    y.backward(Tensor._wrap(upstream))
+    if len(outputs) == 1:
+        outputs[0].backward(Tensor._wrap(upstreams[0]))
+        upstream = upstreams[0]
+    else:  # s = sum_k sum(g_k * y_k): one backward through all the outputs together
+        sum(((y * Tensor._wrap(g)).sum() for y, g in zip(outputs, upstreams))).backward()
+        upstream = upstreams
     failures = []
     for i in checked:
         analytic = inputs[i].grad.numpy() if inputs[i].grad is not None else np.zeros(
