@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tinygrad_llm
+from tinygrad_llm import Tensor, autograd, backend
 from tinygrad_llm.models import GPT, GPTConfig
 from tinygrad_llm.optim import AdamW, clip_grad_norm_
 from tinygrad_llm.testing import module_gradcheck
@@ -268,3 +269,66 @@ def test_training_step_on_each_device_float32_without_host_syncs(device):
     x, y = get_batch(ids, 4, 8, np.random.default_rng(1))
     assert loss.item() == pytest.approx(ref(x, y)[1].item(), rel=1e-6)
     assert model.generate(np.array([[1, 2]]), 4, top_k=3, top_p=0.9, seed=0).shape == (1, 6)
+
+
+def _float_arrays(value):
+    """Every floating array in ``value`` (an array, a tuple/list of them, a dict of them)."""
+    if isinstance(value, (tuple, list)):
+        return [a for v in value for a in _float_arrays(v)]
+    if isinstance(value, dict):
+        return [a for v in value.values() for a in _float_arrays(v)]
+    if backend.is_array(value) and value.dtype.kind == "f":
+        return [value]
+    return []
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_gpt_training_step_stays_float32_everywhere(fused):
+    """Every op's output, every backward gradient, every array a Function saves for backward,
+    every parameter, gradient and optimizer moment: float32, with no silent float64."""
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.1,
+                       fused_attention=fused)
+    model = GPT(config)
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    rng = np.random.default_rng(2)
+    idx, targets = rng.integers(0, 11, (3, 8)), rng.integers(0, 11, (3, 8))
+    seen = []
+
+    def hook(name, phase, fn, args, kwargs):
+        out = fn(*args, **kwargs)
+        owner = getattr(fn, "__self__", None)
+        for a in _float_arrays(args) + _float_arrays(out) + _float_arrays(vars(owner)):
+            seen.append((name, phase, a.dtype))
+        return out
+
+    previous, autograd._profile_hook = autograd._profile_hook, hook
+    try:
+        for _ in range(2):
+            _, loss = model(Tensor(idx), targets)
+            opt.zero_grad()
+            loss.backward()
+            clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    finally:
+        autograd._profile_hook = previous
+    assert {phase for _, phase, _ in seen} == {"forward", "backward"}
+    wrong = sorted({(name, phase, str(d)) for name, phase, d in seen if d != np.float32})
+    assert not wrong, f"float64 (or other) arrays in the step: {wrong}"
+    assert loss.dtype == np.float32
+    for name, p in model.named_parameters():
+        assert p.dtype == np.float32 and p.grad.dtype == np.float32, name
+    for s in opt.state.values():
+        assert s["exp_avg"].dtype == np.float32 and s["exp_avg_sq"].dtype == np.float32
+    assert all(b.dtype == np.float32 for b in opt.flat.buffers.values())
+
+
+def test_gpt_parameters_live_in_the_optimizers_flat_buffer():
+    tinygrad_llm.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    opt = model.configure_optimizers(0.1, 1e-3)
+    opt.zero_grad()
+    _, loss = model(Tensor(np.zeros((2, 8), np.int64)), np.ones((2, 8), np.int64))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.data.base is opt.flat.buffers["param"], name
+        assert p.grad.data.base is opt.flat.buffers["grad"], name

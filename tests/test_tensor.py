@@ -161,3 +161,11 @@ def test_one_seed_gives_the_same_numbers_on_every_device(fake_cuda):
     tg.manual_seed(42)
     layer_cuda = nn.Linear(3, 2, device="cuda")
     np.testing.assert_array_equal(layer_cpu.weight.numpy(), layer_cuda.weight.numpy())
+
+
+def test_numpy_returns_a_copy(device):
+    t = Tensor(np.array([1.0, 2.0], np.float32), device=device)
+    a = t.numpy()
+    a[0] = 99.0
+    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])   # the tensor is unchanged
+    assert isinstance(a, np.ndarray) and a.dtype == np.float32
