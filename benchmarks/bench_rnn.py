@@ -1,6 +1,6 @@
 r"""LSTM forward + backward against torch.nn.LSTM, side by side on the CPU.
 
-The issue's configuration: batch 32, 64 steps, 256 -> 256, 2 layers, float32. Both frameworks run
+The target configuration: batch 32, 64 steps, 256 -> 256, 2 layers, float32. Both frameworks run
 the same weights on the same input, alternating (ours, torch, ours, ...) so that load from other
 processes hits both alike; we report the median of each and the ratio ours / torch.
 

@@ -1,5 +1,5 @@
-r"""NVRTC compilation of the hand-written CUDA kernels, with no GPU (issue 2's "Proving the CuPy
-path on CPU", part 3).
+r"""NVRTC compilation of the hand-written CUDA kernels, with no GPU (docs/backends.md, "Proving
+the CUDA path without a GPU", part 3).
 
 Every kernel file in tinygrad_llm/kernels/ is compiled exactly as kernels/cuda.py hands it to CuPy
 (``cuda.kernel_source``, with the file's NVRTC options) by NVRTC itself, loaded with ctypes

@@ -19,7 +19,7 @@ def dataset_path(name):
     return path
 
 
-# ---- language-model data (the GPT issue) -------------------------------------------------------
+# ---- language-model data (the GPT) -------------------------------------------------------------
 def tiny_shakespeare():
     r"""The Tiny Shakespeare text (1,115,394 characters), shipped in the package (provenance in
     tinygrad_llm/datasets/README.md)."""
@@ -57,7 +57,7 @@ def get_batch(ids, batch_size, block_size, rng, device=None):
 __all__ += ["tiny_shakespeare", "get_batch"]
 
 
-# ---- sequence padding, Keras semantics (the RNN issue) -----------------------------------------
+# ---- sequence padding, Keras semantics (the RNNs) --------------------------------------------
 def pad_sequences(seqs, maxlen=None, padding="pre", truncating="pre", value=0, dtype="int64"):
     r"""Make sequences of different lengths into one (N, maxlen) array, as Keras's
     ``pad_sequences`` does (its semantics, with int64 as the default dtype).

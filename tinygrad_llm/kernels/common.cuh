@@ -1,4 +1,4 @@
-// Shared helpers for tinygrad_llm's CUDA kernels (prepended to each .cu file by backend.py).
+// Shared helpers for tinygrad_llm's CUDA kernels (prepended to each .cu file by kernels/cuda.py).
 //
 // Row kernels run one block per row, with blockDim.x a multiple of 32 (whole warps) and at most
 // 1024. A block-wide sum or max first reduces inside each warp with shuffles (no shared memory),
