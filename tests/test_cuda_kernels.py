@@ -247,12 +247,13 @@ def test_switch_and_dtype_decide_on_cuda(emulated):
 
 
 def test_environment_variable_sets_the_default():
+    import os
     import subprocess
     import sys
     code = "from tinygrad_llm.kernels import cuda; print(cuda.cuda_kernels_enabled())"
     for value, expected in (("0", "False"), ("1", "True")):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env={**__import__("os").environ, "TINYGRAD_LLM_CUDA_KERNELS": value},
+                             env={**os.environ, "TINYGRAD_LLM_CUDA_KERNELS": value},
                              check=True).stdout.strip()
         assert out == expected
 
