@@ -9,17 +9,13 @@ Dimension letters: B batch, T time, C channels (n_embd), nh heads, hs = C / nh h
 mask[i, j] = -inf for j > i (no peeking at future tokens), 0 otherwise. Parameter names are
 GPT-2's: ``c_attn`` (the fused qkv projection, weight (3C, C)) and ``c_proj`` (weight (C, C)).
 The forward and backward of the attention itself are in tinygrad_llm/ops/attention.py and
-docs/gpt.md.
+docs/gpt.md; tinygrad_llm.reference.attention is the same math from primitives.
 """
 
-import math
-
-from tinygrad_llm import backend
-from tinygrad_llm.nn import functional as F
+from tinygrad_llm import reference
 from tinygrad_llm.nn.layers import Dropout, Linear
 from tinygrad_llm.nn.module import Module
 from tinygrad_llm.ops import attention as _attention
-from tinygrad_llm.tensor import Tensor
 
 __all__ = ["CausalSelfAttention"]
 
@@ -32,9 +28,11 @@ class CausalSelfAttention(Module):
     weights and to the output (``resid_dropout``), in training only.
 
     ``fused=True`` runs the attention as one Function (``QKVAttention``: hand-derived backward,
-    strided views instead of copies); ``fused=False`` composes it from primitives (split, reshape,
-    transpose, matmul, mask, softmax, dropout), which autograd differentiates. Both give the
-    same numbers; the unfused one is there to read and to test against.
+    strided views instead of copies); ``fused=False`` splits the heads with primitives (slice,
+    reshape, transpose) and runs ``tinygrad_llm.reference.attention`` (matmul, mask, softmax,
+    dropout, matmul from primitives), which autograd differentiates. Both give the same numbers
+    and draw the same dropout masks from the same seed; the unfused one is there to read and to
+    test against.
     """
 
     def __init__(self, n_embd, n_head, dropout=0.0, bias=True, fused=True):
@@ -58,19 +56,15 @@ class CausalSelfAttention(Module):
         return self.resid_dropout(self.c_proj(y))                           # (B, T, C)
 
     def _attention_unfused(self, qkv, p):
-        r"""The same attention from primitives: the reference for the fused Function."""
+        r"""The same attention from primitives: split the heads, then
+        ``reference.attention`` (softmax(q k^T / sqrt(hs) + mask), dropout p, times v)."""
         b, t, c3 = qkv.shape
         nh, hs = self.n_head, c3 // (3 * self.n_head)
         c = nh * hs
         q = qkv[:, :, 0:c].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)     # (B, nh, T, hs)
         k = qkv[:, :, c:2 * c].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         v = qkv[:, :, 2 * c:].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)   # (B, nh, T, hs)
-        att = (q @ k.transpose(0, 1, 3, 2)) * (1 / math.sqrt(hs))           # (B, nh, T, T)
-        mask = _attention.causal_mask(t, att.dtype, backend.get_xp(att.data))  # (T, T) 0/-inf
-        att = att + Tensor(mask)                                            # S + mask
-        att = F.softmax(att, axis=-1)                                       # (B, nh, T, T)
-        att = F.dropout(att, p, training=p > 0)
-        y = att @ v                                                         # (B, nh, T, hs)
+        y = reference.attention(q, k, v, causal=True, dropout_p=p)         # (B, nh, T, hs)
         return y.transpose(0, 2, 1, 3).reshape(b, t, c)                     # (B, T, C)
 
     def extra_repr(self):

@@ -8,7 +8,7 @@ Forward, for one batch element and one head (q, k, v are (T, hs); the code batch
     S = (q k^T) * scale                      scores, (T, T); scale = 1 / sqrt(hs)
     S[i, j] = -inf  for j > i                causal mask: position i sees only j <= i
     P = softmax(S) along j                   attention weights; each row sums to 1
-    Pd = P * M / (1 - p_drop)                dropout on the weights (M = 1 everywhere if p = 0)
+    Pd = P * M / (1 - p)                     dropout on the weights, p = dropout_p (M = 1 if p = 0)
     y = Pd v                                 (T, T)(T, hs) -> (T, hs)
 
 Backward (each line restates the forward line it differentiates; derivation in docs/gpt.md):
@@ -18,16 +18,24 @@ Backward (each line restates the forward line it differentiates; derivation in d
     P = softmax(S)  =>  dS = P * (dP - D),  D_i = sum_j dP_ij P_ij = dy_i . y_i
     S = q k^T scale =>  dq = dS k scale,  dk = dS^T q scale
 
+The softmax line uses the Jacobian ∂P_ij/∂S_ik = P_ij (delta_jk - P_ik) of row i, so
+dS_ik = sum_j dP_ij ∂P_ij/∂S_ik = P_ik (dP_ik - D_i) with D_i = sum_j dP_ij P_ij.
 ``D_i = dy_i . y_i`` (FlashAttention's trick) is a sum over hs numbers instead of T: it holds
-because sum_j dPd_ij Pd_ij = dy_i . sum_j Pd_ij v_j = dy_i . y_i, and dP is zero wherever the
-dropout mask is. Masked scores get P = 0, so they pass no gradient: the mask needs no backward.
+because sum_j dP_ij P_ij = sum_j dPd_ij Pd_ij (dP_ij P_ij = dPd_ij M_ij P_ij / (1 - p) =
+dPd_ij Pd_ij) = dy_i . sum_j Pd_ij v_j = dy_i . y_i. Masked scores get P = 0, so they pass no
+gradient: the mask needs no backward.
 
-Saved for backward: q, k, v (for dq, dk, dv), P (the weights), the dropout keep-mask, and y
-(for D). The (T, T) scores and dPd are temporaries.
+Saved for backward: q and k (dk needs q, dq needs k), v (for dPd = dy v^T), P (for the
+softmax's gradient, and to rebuild Pd = P M / (1 - p) for dv), the dropout keep-mask M (only
+when p > 0), and y (for D). The (T, T) scores S, Pd and the gradients dPd, dP, dS are
+temporaries: S becomes P in place, and one buffer turns dPd into dP, then dS.
 
 ``Attention`` takes q, k, v of shape (..., T, hs). ``QKVAttention`` takes the packed output of a
 fused qkv projection (B, T, 3C) and returns heads merged back to (B, T, C): it replaces the split,
 the two transposes and the merge (five ops and their backward copies) with views.
+
+Reference: tinygrad_llm.reference.attention (the same math from primitives; nn's
+CausalSelfAttention runs it with ``fused=False``).
 """
 
 import math
@@ -73,10 +81,10 @@ def _forward(fn, q, k, v, causal, dropout_p, scale, out=None):
         # Query i is position (tk - tq + i) of the key sequence; for tq == tk this is the plain
         # triangle. It lets a decoder feed fewer queries than keys.
         s += causal_mask(tk, s.dtype, xp)[tk - tq:]                         # (T, T) broadcast
-    s -= s.max(axis=-1, keepdims=True)                                      # softmax, in place
-    xp.exp(s, out=s)
-    s /= _row_sums(s)[..., None]
-    p = s                                                                   # P (..., T, T)
+    p = s                      # the scores' buffer, turned into P = softmax(S) in place:
+    p -= p.max(axis=-1, keepdims=True)                                      #   S - max_j S
+    xp.exp(p, out=p)                                                        #   e^{S - max}
+    p /= _row_sums(p)[..., None]                                            #   P (..., T, T)
     keep = None
     pd = p
     if dropout_p > 0:
@@ -85,7 +93,9 @@ def _forward(fn, q, k, v, causal, dropout_p, scale, out=None):
         pd = p * keep
         pd *= 1 / (1 - dropout_p)                                           # Pd = P M / (1-p)
     y = xp.matmul(pd, v, out=out)                                           # (..., T, hs)
-    # saved: q, k, v for the matmul gradients; P and M for the softmax/dropout gradient
+    # saved: q and k (dk = dS^T q scale, dq = dS k scale), v (dPd = dy v^T), P (dS = P (dP - D),
+    # and Pd = P M / (1-p) for dv), M (None without dropout), and the two scalars. The caller
+    # saves y (for D). Pd is not saved: backward rebuilds it from P and M.
     fn.q, fn.k, fn.v, fn.p, fn.keep = q, k, v, p, keep
     fn.dropout_p, fn.scale = dropout_p, scale
     return y
@@ -97,16 +107,18 @@ def _backward(fn, dy, y, dq=None, dk=None, dv=None):
     p, keep, dropout_p = fn.p, fn.keep, fn.dropout_p
     pd = p if keep is None else p * keep * (1 / (1 - dropout_p))            # Pd (..., T, T)
     dv = xp.matmul(pd.swapaxes(-1, -2), dy, out=dv)                        # y = Pd v => dv
-    dp = dy @ fn.v.swapaxes(-1, -2)                                         # dPd = dy v^T
+    dpd = dy @ fn.v.swapaxes(-1, -2)                                        # dPd = dy v^T
+    dp = dpd                  # the same buffer from here on, turned in place into dP, then dS
     if keep is not None:
         dp *= keep                                                          # dP = dPd M / (1-p)
         dp *= 1 / (1 - dropout_p)
     d = xp.einsum("...i,...i->...", dy, y)[..., None]                       # D_i = dy_i . y_i
-    dp -= d                                                                 # dS = P (dP - D)
-    dp *= p
-    dp *= fn.scale                                                          # S = q k^T scale
-    dq = xp.matmul(dp, fn.k, out=dq)                                        # dq = dS k scale
-    dk = xp.matmul(dp.swapaxes(-1, -2), fn.q, out=dk)                       # dk = dS^T q scale
+    ds = dp                                                                 # P = softmax(S):
+    ds -= d                                                                 #   dP - D
+    ds *= p                                                                 #   dS = P (dP - D)
+    ds *= fn.scale                                  # S = q k^T scale: now it holds dS scale
+    dq = xp.matmul(ds, fn.k, out=dq)                                        # dq = dS k scale
+    dk = xp.matmul(ds.swapaxes(-1, -2), fn.q, out=dk)                       # dk = dS^T q scale
     return dq, dk, dv
 
 
@@ -126,6 +138,8 @@ class Attention(Function):
 
     Options: ``causal`` (default True) masks future keys; ``dropout_p`` drops attention weights
     (pass 0 in evaluation); ``scale`` defaults to 1/sqrt(hs). Equations: the module docstring.
+
+    Reference: tinygrad_llm.reference.attention.
     """
 
     def forward(self, q, k, v, causal=True, dropout_p=0.0, scale=None):
@@ -153,6 +167,8 @@ class QKVAttention(Function):
         q = qkv[:, :, 0:C]   viewed (B, T, nh, hs) -> (B, nh, T, hs)     (same for k, v)
         y (B, nh, T, hs)     viewed back as (B, T, nh, hs) -> (B, T, C)
         dqkv = [dq | dk | dv] written through the same views
+
+    Reference: tinygrad_llm.reference.attention on the split heads.
     """
 
     def forward(self, qkv, n_head, causal=True, dropout_p=0.0):

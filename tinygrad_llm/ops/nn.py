@@ -23,9 +23,9 @@ __all__ = ["Softmax", "LogSoftmax", "CrossEntropy", "LayerNorm", "GELU", "Linear
 def _softmax(x, axis):
     """exp(x - max) / sum exp(x - max): subtracting the max keeps exp from overflowing."""
     xp = backend.get_xp(x)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
-    e /= e.sum(axis=axis, keepdims=True)
-    return e
+    y = xp.exp(x - x.max(axis=axis, keepdims=True))      # e^{x - max}: y's buffer, not y yet
+    y /= y.sum(axis=axis, keepdims=True)                  # in place: now y = softmax(x)
+    return y
 
 
 def _check_axis(op, axis, x):
@@ -36,8 +36,10 @@ def _check_axis(op, axis, x):
 class Softmax(Function):
     r"""y_i = e^{x_i} / sum_j e^{x_j}   (along ``axis``)
 
-    dy_j/dx_i = y_j (delta_ij - y_i), so
-    dx_i = sum_j dy_j y_j (delta_ij - y_i) = y_i (dy_i - sum_j dy_j y_j)
+    The Jacobian is ∂y_j/∂x_i = y_j (delta_ij - y_i), so (dy, dx the gradients of the loss)
+    dx_i = sum_j dy_j ∂y_j/∂x_i = sum_j dy_j y_j (delta_ij - y_i) = y_i (dy_i - sum_j dy_j y_j)
+
+    Reference: tinygrad_llm.reference.softmax.
     """
 
     def forward(self, x, axis=-1):
@@ -54,7 +56,10 @@ class Softmax(Function):
 class LogSoftmax(Function):
     r"""y_i = x_i - log sum_j e^{x_j}   (along ``axis``)
 
-    dy_j/dx_i = delta_ij - softmax(x)_i, so  dx_i = dy_i - e^{y_i} sum_j dy_j
+    The Jacobian is ∂y_j/∂x_i = delta_ij - softmax(x)_i, so
+    dx_i = sum_j dy_j ∂y_j/∂x_i = dy_i - e^{y_i} sum_j dy_j      (softmax(x) = e^y)
+
+    Reference: tinygrad_llm.reference.log_softmax.
     """
 
     def forward(self, x, axis=-1):
@@ -62,6 +67,7 @@ class LogSoftmax(Function):
         xp = backend.get_xp(x)
         self.axis = axis
         shifted = x - x.max(axis=axis, keepdims=True)
+        # saved: y, since softmax(x) = e^y is all backward needs
         self.y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         return self.y
 
@@ -81,6 +87,8 @@ class CrossEntropy(Function):
     'mean' (over the M rows that count), 'sum' or 'none'. Backward:
 
         dlogits[n, c] = dloss_n (p[n, c] - [c == t_n])    (divided by M for 'mean')
+
+    Reference: tinygrad_llm.reference.cross_entropy.
     """
 
     kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
@@ -98,8 +106,10 @@ class CrossEntropy(Function):
             raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', "
                              f"got {reduction!r}")
         if reduction == "mean" and cuda.cuda_kernels_for(logits):  # kernels/cross_entropy.cu
+            # saved: logits, targets and ignore_index, with each row's log-sum-exp lse (N,) and
+            # the count M of rows that count: backward rebuilds p = e^{logits - lse} from them
             self.kernel, self.logits, self.targets = True, logits, targets
-            self.ignore_index = ignore_index                # saved: logits, and lse and M below
+            self.ignore_index = ignore_index
             loss, self.lse, self.count = cuda.cross_entropy_forward_cuda(logits, targets,
                                                                             ignore_index)
             return loss
@@ -112,12 +122,13 @@ class CrossEntropy(Function):
                 raise ValueError(f"cross_entropy: target {int(targets[bad][0])} is out of "
                                  f"range for {c} classes")
         shifted = logits - logits.max(axis=1, keepdims=True)                # (N, C)
-        e = xp.exp(shifted)
-        sum_e = e.sum(axis=1, keepdims=True)                               # (N, 1)
+        p = xp.exp(shifted)                      # e^{shifted}: p's buffer, not p yet, (N, C)
+        sum_e = p.sum(axis=1, keepdims=True)                               # (N, 1)
         rows = xp.arange(n)
         loss = (xp.log(sum_e[:, 0]) - shifted[rows, safe]) * valid         # (N,)
-        e /= sum_e                                                          # p, in place
-        self.p, self.safe, self.valid, self.reduction = e, safe, valid, reduction
+        p /= sum_e                               # in place: now p = softmax(logits), (N, C)
+        # saved: p and the targets (dlogits = p - onehot), which rows count, the reduction
+        self.p, self.safe, self.valid, self.reduction = p, safe, valid, reduction
         if reduction == "none":
             return loss
         if reduction == "sum":
@@ -153,6 +164,8 @@ class LayerNorm(Function):
 
         dw = sum over rows of dy * xhat,   db = sum over rows of dy,   dxhat = dy * w
         dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat))
+
+    Reference: tinygrad_llm.reference.layer_norm.
     """
 
     kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
@@ -164,17 +177,20 @@ class LayerNorm(Function):
                 raise ValueError(f"layer_norm: {name} must have shape ({c},) for input "
                                  f"{x.shape}, got {p.shape}")
         if cuda.cuda_kernels_for(x, w, b):               # kernels/layer_norm.cu
-            self.kernel, self.x, self.w = True, x, w        # saved: x, w, and mean, rstd (N,)
+            # saved: x, w and each row's mean and rstd (N,): backward rebuilds xhat from them
+            self.kernel, self.x, self.w = True, x, w
             y, self.mean, self.rstd = cuda.layer_norm_forward_cuda(x, w, b, eps)
             return y
         xp = backend.get_xp(x)
         # Row means as BLAS gemv products (kernels/cpu.py): faster than NumPy's mean over rows.
         x2 = x.reshape(-1, c)                                               # (N, C)
-        xhat = x2 - row_means(x2)[:, None]                                  # x - mu, (N, C)
-        var = row_means(xhat * xhat)                                        # (N,)
+        centred = x2 - row_means(x2)[:, None]                               # x - mu, (N, C)
+        var = row_means(centred * centred)                                  # (N,)
         rstd = 1 / xp.sqrt(var + eps)                                       # (N,)
+        xhat = centred                          # the same buffer, scaled in place into xhat:
         xhat *= rstd[:, None]                                               # (x - mu) rstd
-        self.xhat, self.rstd, self.w = xhat, rstd, w                        # saved, (N, C) (N,)
+        # saved: xhat (N, C) and rstd (N,) for dx, w for dxhat = dy * w
+        self.xhat, self.rstd, self.w = xhat, rstd, w
         y = xhat * w if w is not None else xhat.copy()                      # (N, C)
         if b is not None:
             y += b
@@ -192,13 +208,12 @@ class LayerNorm(Function):
         dw = column_sums(dy2 * xhat) if need_w else None                    # y = xhat*w+b
         db = column_sums(dy2) if need_b else None                           # (C,)
         dxhat = dy2 * w if w is not None else dy2.copy()                    # (N, C)
-        # dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat)), in dxhat's buffer
+        # dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat * xhat)), built in dxhat's buffer
         xhat_term = xhat * row_means(dxhat * xhat)[:, None]                 # (N, C)
-        dxhat_centred = dxhat
-        dxhat_centred -= row_means(dxhat)[:, None]                          # in place
-        dx = dxhat_centred
-        dx -= xhat_term                                                     # in place
-        dx *= rstd[:, None]
+        dx = dxhat                        # the same buffer, turned into dx in place; it holds
+        dx -= row_means(dxhat)[:, None]   #   dxhat - mean(dxhat)
+        dx -= xhat_term                   #   dxhat - mean(dxhat) - xhat mean(dxhat * xhat)
+        dx *= rstd[:, None]               #   dx
         return dx.reshape(dy.shape), dw, db
 
 
@@ -217,13 +232,28 @@ class GELU(Function):
     Forward computes y and its slope dy/dx together (they share Phi, phi or t), block by block
     on the CPU (cpu.blockwise: cache-sized pieces), and saves only the slope: backward is
     then one multiply, dx = dy * dy/dx.
+
+    Which algorithm computes Phi (approximate='none') depends on the array:
+
+    - float64: erf by Cody's rational approximations, Phi = (1 + erf(x / sqrt 2)) / 2, exact to
+      float64 rounding (ops/special.py's ``erf``).
+    - float32 (and float16, via float32) on the CPU or through CuPy without the kernels: the
+      fitted Mills-ratio formula Phi(-|x|) = phi(x) R(|x|), R a degree-10 polynomial in
+      t = 1 / (1 + |x|/4) (ops/special.py): within 2e-7 of the exact Phi, and within 4e-6
+      relative in the negative tail; about 25 array passes where Cody's three branches take 80.
+    - float32 CuPy arrays with the CUDA kernels on: kernels/gelu.cu, with CUDA's ``erff``;
+      backward recomputes the slope from x instead of saving it.
+
+    Reference: tinygrad_llm.reference.gelu (tests/test_reference.py checks each float path
+    against it in its own dtype).
     """
 
     kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
 
     def forward(self, x, approximate="none"):
         if approximate in ("none", "tanh") and cuda.cuda_kernels_for(x):   # kernels/gelu.cu
-            self.kernel, self.x, self.approximate = True, x, approximate    # saved: x
+            # saved: x (the kernel's backward recomputes the slope from it)
+            self.kernel, self.x, self.approximate = True, x, approximate
             return cuda.gelu_forward_cuda(x, approximate)
         if approximate == "none":
             y, self.slope = cpu.blockwise(_gelu_and_slope, x)          # saved: dy/dx
@@ -241,11 +271,13 @@ class GELU(Function):
 
 def _gelu_and_slope(x):
     """y = x Phi(x),  dy/dx = Phi(x) + x phi(x)"""
-    phi_cdf, pdf = normal_cdf_and_pdf(x)
-    pdf *= x                                                # x phi(x), in place
-    pdf += phi_cdf                                          # dy/dx
-    phi_cdf *= x                                            # y
-    return phi_cdf, pdf
+    cdf, pdf = normal_cdf_and_pdf(x)                        # Phi(x), phi(x)
+    slope = pdf                                             # phi(x)'s buffer, in place:
+    slope *= x                                              #   x phi(x)
+    slope += cdf                                            #   Phi(x) + x phi(x) = dy/dx
+    y = cdf                                                 # Phi(x)'s buffer, in place:
+    y *= x                                                  #   x Phi(x) = y
+    return y, slope
 
 
 def _gelu_tanh_and_slope(x):
