@@ -23,7 +23,8 @@ from tinygrad_llm import backend
 from tinygrad_llm.tensor import Tensor, where
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "layer_norm", "normal_cdf", "gelu",
-           "attention", "adam_update", "sgns_loss", "skipgram_loss"]
+           "attention", "adam_update", "sgns_loss", "skipgram_loss",
+           "rnn_cell", "lstm_cell", "gru_cell"]
 
 
 def _constant(a, like):
@@ -136,15 +137,19 @@ def normal_cdf(x):
     2 z^2 / (2n + 3) falls below 1 after n = z^2, so ``_ERF_TERMS`` = 100 terms reach float64
     rounding: erf is within 1.2e-15 of the exact value on [-6, 6] (a few units in the last
     place; the rounding of e^{-z^2} at |z| near 6 is the largest part). Autograd differentiates
-    the series, giving Phi'(x) = phi(x) = e^{-x^2/2} / sqrt(2 pi) to the same accuracy.
+    the series, giving Phi'(x) = phi(x) = e^{-x^2/2} / sqrt(2 pi) to within 1e-14.
+
+    The series runs in float64 whatever x's dtype, and Phi is rounded once to x's dtype: a
+    reference aims at the exact value, and in float32 the series' few units of rounding near
+    |z| = 6 would be 1e-7 of Phi, as large as the error of the fast float32 path it checks.
     """
-    z = (x * (1 / math.sqrt(2))).clip(-_ERF_CLIP, _ERF_CLIP)                 # same as x
+    z = (x.astype("float64") * (1 / math.sqrt(2))).clip(-_ERF_CLIP, _ERF_CLIP)  # same as x
     two_z2 = 2 * z * z                                                      # same as x
     acc = 1 + two_z2 * (1 / (2 * _ERF_TERMS + 1))        # 1 + 2z^2/(2N+1): the innermost bracket
     for n in range(_ERF_TERMS - 1, 0, -1):               # 1 + 2z^2/(2n+1) (1 + 2z^2/(2n+3) (...))
         acc = 1 + two_z2 * (1 / (2 * n + 1)) * acc
     erf = (2 / math.sqrt(math.pi)) * (-z * z).exp() * z * acc               # same as x
-    return 0.5 * (1 + erf)
+    return (0.5 * (1 + erf)).astype(x.dtype)                                # same as x
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -293,3 +298,86 @@ def skipgram_loss(v_pos, u_out, ctx_mask, neg_mask=None):
         pair_neg_mask = _constant(neg_mask, v_pos)[centre]                  # (B*C, K)
     per_pair = sgns_loss(v, u[:, 0], u[:, 1:], pair_neg_mask).reshape(b, c)     # (B, C)
     return (per_pair * mask).sum(axis=1)                                    # (B,)
+
+
+# ================================================================================================
+# Recurrent cells (B batch, I input features, H hidden units; torch's gate order and formulas)
+# ================================================================================================
+def _linear(x, w, b=None):
+    """x W^T (+ b): every row of x (B, I) through a stacked weight W (G, I) -> (B, G)."""
+    y = x @ w.T                                                             # (B, G)
+    return y if b is None else y + b
+
+
+def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    r"""One Elman RNN step, as torch.nn.RNNCell: x (B, I), h (B, H) -> h_new (B, H):
+
+        a = x W_ih^T + b_ih + h W_hh^T + b_hh,      h_new = f(a),   f = tanh or relu
+
+    W_ih (H, I), W_hh (H, H), b_ih, b_hh (H,) or None. Autograd gives da = dh_new f'(a)
+    (tanh' = 1 - h_new^2, relu' = [a > 0]), then dx = da W_ih, dh = da W_hh, dW_ih = da^T x,
+    dW_hh = da^T h, db_ih = db_hh = sum over rows of da. nn.RNN and nn.RNNCell run this with
+    ``fused=False`` (the layer step by step, autograd doing the backward through time).
+
+    Fast path: tinygrad_llm.ops.rnn.RNNCell, and RNNLayer for a whole sequence.
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn_cell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    a = _linear(x, w_ih, b_ih) + _linear(h, w_hh, b_hh)                    # (B, H)
+    return a.tanh() if nonlinearity == "tanh" else a.relu()                 # (B, H)
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+    r"""One LSTM step, as torch.nn.LSTMCell: x (B, I), h, c (B, H) -> (h_new, c_new), (B, H)
+    each. The four gates come from one stacked matrix, in torch's order i, f, g, o; a_i a_f a_g
+    a_o are their pre-activations:
+
+        [a_i a_f a_g a_o] = x W_ih^T + b_ih + h W_hh^T + b_hh        (B, 4H)
+        i = sigma(a_i)       input gate: how much of the candidate to write
+        f = sigma(a_f)       forget gate: how much of the old cell to keep
+        g = tanh(a_g)        the candidate
+        o = sigma(a_o)       output gate: how much of the cell to show
+        c_new = f * c + i * g,      h_new = o * tanh(c_new)
+
+    W_ih (4H, I), W_hh (4H, H), b_ih, b_hh (4H,) or None. Autograd gives, among the rest, the
+    carry of the cell state one step back,
+
+        dc = f (dc_new + dh_new o (1 - tanh^2 c_new))
+
+    which in a sequence reads dc_{t-1} = f_t (dc_t + dh_t o_t (1 - tanh^2 c_t)) (docs/rnn.md
+    derives the whole backward). nn.LSTM and nn.LSTMCell run this with ``fused=False``.
+
+    Fast path: tinygrad_llm.ops.rnn.LSTMCell, and LSTMLayer for a whole sequence.
+    """
+    H = h.shape[-1]
+    a = _linear(x, w_ih, b_ih) + _linear(h, w_hh, b_hh)                    # (B, 4H)
+    a_i, a_f, a_g, a_o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]  # (B, H) each
+    i, f, g, o = a_i.sigmoid(), a_f.sigmoid(), a_g.tanh(), a_o.sigmoid()    # (B, H) each
+    c_new = f * c + i * g                                                   # (B, H)
+    h_new = o * c_new.tanh()                                                # (B, H)
+    return h_new, c_new
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    r"""One GRU step, as torch.nn.GRUCell: x (B, I), h (B, H) -> h_new (B, H). Torch's gate
+    order r, z, n and its formula, in which r scales the whole h-side of n, its bias included:
+
+        [gx_r gx_z gx_n] = x W_ih^T + b_ih,   [gh_r gh_z gh_n] = h W_hh^T + b_hh   (B, 3H)
+        r = sigma(gx_r + gh_r)          reset gate: how much of h the candidate sees
+        z = sigma(gx_z + gh_z)          update gate: how much of h to keep
+        n = tanh(gx_n + r * gh_n)       the candidate
+        h_new = (1 - z) * n + z * h
+
+    W_ih (3H, I), W_hh (3H, H), b_ih, b_hh (3H,) or None. Because r multiplies gh_n, the
+    h-side's gradient differs from the x-side's in the n block (dgh_n = r dgx_n), so b_hh's
+    gradient is not b_ih's. nn.GRU and nn.GRUCell run this with ``fused=False``.
+
+    Fast path: tinygrad_llm.ops.rnn.GRUCell, and GRULayer for a whole sequence.
+    """
+    H = h.shape[-1]
+    gx = _linear(x, w_ih, b_ih)                                             # (B, 3H)
+    gh = _linear(h, w_hh, b_hh)                                             # (B, 3H)
+    r = (gx[:, :H] + gh[:, :H]).sigmoid()                                   # (B, H)
+    z = (gx[:, H:2 * H] + gh[:, H:2 * H]).sigmoid()                         # (B, H)
+    n = (gx[:, 2 * H:] + r * gh[:, 2 * H:]).tanh()                          # (B, H)
+    return (1 - z) * n + z * h                                              # (B, H)
