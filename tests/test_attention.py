@@ -1,8 +1,8 @@
 """The fused attention Functions (tinygrad_llm/ops/attention.py) and CausalSelfAttention:
 finite-difference gradchecks with random upstream gradients, agreement with the composition of
-primitives they replace, causality, dropout, and parity with torch."""
-
-import math
+primitives they replace (tinygrad_llm.reference.attention; tests/test_reference.py checks it in
+float64 and float32, with and without dropout), causality, dropout, what backward keeps, and
+parity with torch."""
 
 import numpy as np
 import pytest
@@ -10,25 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_llm
-from tinygrad_llm import Tensor
+from tinygrad_llm import Function, Tensor, reference
 from tinygrad_llm.nn import CausalSelfAttention
-from tinygrad_llm.nn import functional as F
-from tinygrad_llm.ops.attention import causal_mask, qkv_attention, scaled_dot_product_attention
+from tinygrad_llm.ops.attention import qkv_attention, scaled_dot_product_attention
 from tinygrad_llm.testing import gradcheck, module_gradcheck
 
 
 def _t(rng, shape, dtype="float64", requires_grad=True):
     return Tensor(rng.standard_normal(shape), requires_grad=requires_grad, dtype=dtype)
-
-
-def _reference(q, k, v, causal=True, scale=None):
-    """softmax(q k^T scale + mask) v from primitives: what the fused Function replaces."""
-    hs, tq, tk = q.shape[-1], q.shape[-2], k.shape[-2]
-    scale = 1 / math.sqrt(hs) if scale is None else scale
-    att = (q @ k.swapaxes(-1, -2)) * scale                                  # (..., Tq, Tk)
-    if causal:
-        att = att + Tensor(causal_mask(tk, att.dtype, np)[tk - tq:])
-    return F.softmax(att, axis=-1) @ v                                      # (..., Tq, hs)
 
 
 @given(b=st.integers(1, 2), nh=st.integers(1, 3), t=st.integers(1, 6), hs=st.integers(1, 4),
@@ -79,7 +68,7 @@ def test_fused_matches_primitives(causal):
     ins = [_t(rng, (2, 3, 7, 5), dtype="float32") for _ in range(3)]
     ref = [Tensor(x.numpy().copy(), requires_grad=True) for x in ins]
     y = scaled_dot_product_attention(*ins, causal=causal)
-    y_ref = _reference(*ref, causal=causal)
+    y_ref = reference.attention(*ref, causal=causal)
     g = rng.standard_normal(y.shape).astype(np.float32)
     y.backward(Tensor(g))
     y_ref.backward(Tensor(g))
@@ -97,7 +86,7 @@ def test_qkv_attention_matches_split_heads():
     qkv = _t(rng, (b, t, 3 * c))
     y = qkv_attention(qkv, nh)
     heads = qkv.numpy().reshape(b, t, 3, nh, hs).transpose(2, 0, 3, 1, 4)   # (3, B, nh, T, hs)
-    ref = _reference(*(Tensor(h) for h in heads))                           # (B, nh, T, hs)
+    ref = reference.attention(*(Tensor(h) for h in heads))                  # (B, nh, T, hs)
     np.testing.assert_allclose(y.numpy(), ref.numpy().transpose(0, 2, 1, 3).reshape(b, t, c),
                                rtol=1e-12)
 
@@ -112,12 +101,41 @@ def test_causal_future_does_not_leak():
     assert not np.allclose(y1[:, 4:], y2[:, 4:])
 
 
-def test_attention_saves_only_what_backward_needs():
+class _KeepsNothing(Function):
+    """A Function that saves nothing: what is left on it is what the engine itself keeps."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, dy):
+        return (dy,)
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+@pytest.mark.parametrize("packed", [True, False])
+def test_attention_saves_only_what_backward_needs(packed, dropout_p):
+    """Exactly q, k, v, P, y, the dropout mask (None without dropout) and two scalars: no (T, T)
+    scores, Pd or dP. q, k, v of the packed Function are views of its input, not copies."""
     rng = np.random.default_rng(7)
-    qkv = _t(rng, (1, 4, 12), dtype="float32")
-    y = qkv_attention(qkv, 2)
-    saved = {k for k, v in vars(y._ctx).items() if hasattr(v, "shape")}
-    assert saved <= {"q", "k", "v", "p", "y"}          # no (T, T) scores or dP kept
+    b, t, nh, hs = 2, 4, 2, 3
+    if packed:
+        x = _t(rng, (b, t, 3 * nh * hs), dtype="float32")
+        y = qkv_attention(x, nh, dropout_p=dropout_p)
+    else:
+        x = _t(rng, (b, nh, t, hs), dtype="float32")
+        y = scaled_dot_product_attention(x, x, x, dropout_p=dropout_p)
+    fn = y._ctx
+    engine = set(vars(_KeepsNothing.apply(Tensor(np.zeros(1), requires_grad=True))._ctx))
+    assert set(vars(fn)) - engine == {"q", "k", "v", "p", "keep", "y", "dropout_p", "scale"}
+    arrays = {name for name, value in vars(fn).items() if hasattr(value, "shape")} - engine
+    assert arrays == {"q", "k", "v", "p", "y"} | ({"keep"} if dropout_p else set())
+    assert fn.p.shape == (b, nh, t, t) and fn.dropout_p == dropout_p
+    if dropout_p:
+        assert fn.keep.shape == (b, nh, t, t) and fn.keep.dtype == bool     # M
+    else:
+        assert fn.keep is None
+    if packed:
+        assert all(np.shares_memory(a, x.data) for a in (fn.q, fn.k, fn.v))
 
 
 def test_attention_errors():
