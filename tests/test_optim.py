@@ -1,15 +1,18 @@
-"""tinygrad_llm.optim: each optimizer against torch.optim given the same gradients, parameter
-groups, state dicts, clip_grad_norm_ and the schedules."""
+"""tinygrad_llm.optim: each optimizer against torch.optim given the same gradients (with and
+without flat buffers), parameter groups, state dicts, zero_grad, clip_grad_norm_ and the
+schedules.
 
+Only the parity tests need torch (the ``torch`` fixture skips them where it is missing); the rest
+run on NumPy alone."""
+
+import inspect
 import math
 
 import numpy as np
 import pytest
 
-from tinygrad_llm import Tensor, optim
+from tinygrad_llm import Tensor, nn, optim
 from tinygrad_llm.nn import Parameter
-
-torch = pytest.importorskip("torch")
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 CASES = [
@@ -22,64 +25,126 @@ CASES = [
     ("AdamW", dict(lr=1e-2)),
     ("AdamW", dict(lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)),
 ]
+# Adam and AdamW once more with flat=False: parameter by parameter, no storage moved.
+CASES += [(name, dict(kwargs, flat=False)) for name, kwargs in CASES if name != "SGD"]
 
 
-def _pair(name, kwargs, rng, groups=False):
-    ours = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in SHAPES]
-    theirs = [torch.nn.Parameter(torch.tensor(p.numpy().copy())) for p in ours]
-    if groups:  # the second group overrides lr and weight decay
-        mk = lambda ps: [{"params": ps[:1]}, {"params": ps[1:], "lr": 0.003,  # noqa: E731
-                                              "weight_decay": 0.0}]
-        return ours, theirs, getattr(optim, name)(mk(ours), **kwargs), \
-            getattr(torch.optim, name)(mk(theirs), **kwargs)
-    return ours, theirs, getattr(optim, name)(ours, **kwargs), \
-        getattr(torch.optim, name)(theirs, **kwargs)
+@pytest.fixture
+def torch():
+    """torch, for the parity tests only (they skip where it is not installed)."""
+    return pytest.importorskip("torch")
 
 
-def _steps(ours, theirs, opt, topt, rng, n):
-    for _ in range(n):
-        for p, q in zip(ours, theirs):
-            g = rng.standard_normal(p.shape).astype(np.float32)
-            p.grad, q.grad = Tensor(g.copy()), torch.tensor(g)
-        opt.step()
-        topt.step()
+def _groups(ps, groups):
+    """One group, or two where the second overrides lr and weight decay."""
+    if not groups:
+        return ps
+    return [{"params": ps[:1]}, {"params": ps[1:], "lr": 0.003, "weight_decay": 0.0}]
+
+
+def _ours(name, kwargs, rng, groups=False):
+    ps = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in SHAPES]
+    return ps, getattr(optim, name)(_groups(ps, groups), **kwargs)
+
+
+def _theirs(torch, name, kwargs, ours, groups=False):
+    """torch's optimizer of the same name on copies of ``ours`` (torch has no ``flat``)."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "flat"}
+    qs = [torch.nn.Parameter(torch.tensor(p.numpy().copy())) for p in ours]
+    return qs, getattr(torch.optim, name)(_groups(qs, groups), **kwargs)
+
+
+def _grads(rng, ps):
+    return [rng.standard_normal(p.shape).astype(np.float32) for p in ps]
+
+
+def _set_grads(ps, grads):
+    for p, g in zip(ps, grads):
+        p.grad = Tensor(g.copy())
 
 
 @pytest.mark.parametrize("name,kwargs", CASES)
 @pytest.mark.parametrize("groups", [False, True])
-def test_matches_torch(name, kwargs, groups):
+def test_matches_torch(torch, name, kwargs, groups):
     rng = np.random.default_rng(0)
-    ours, theirs, opt, topt = _pair(name, kwargs, rng, groups)
-    _steps(ours, theirs, opt, topt, rng, 6)
+    ours, opt = _ours(name, kwargs, rng, groups)
+    theirs, topt = _theirs(torch, name, kwargs, ours, groups)
+    for _ in range(6):
+        grads = _grads(rng, ours)
+        _set_grads(ours, grads)
+        for q, g in zip(theirs, grads):
+            q.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
     for p, q in zip(ours, theirs):
         assert p.dtype == np.float32
         np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,kwargs", [CASES[2], CASES[5], CASES[7]])
-def test_state_dict_resume_matches_uninterrupted(name, kwargs):
+# (saved, loaded): the flat option of the optimizer that saves and of the one that loads
+LAYOUTS = [(True, True), (True, False), (False, True), (False, False)]
+
+
+@pytest.mark.parametrize("name,kwargs,saved,loaded",
+                         [(*CASES[2], {}, {})] + [(*CASES[k], {"flat": a}, {"flat": b})
+                                                  for k in (5, 7) for a, b in LAYOUTS])
+def test_state_dict_resume_matches_uninterrupted(name, kwargs, saved, loaded):
+    """Save, load into a fresh optimizer on copies of the parameters, and both continue with the
+    same numbers; for Adam(W) also across the two layouts (flat buffers or not)."""
     rng = np.random.default_rng(1)
-    ours, theirs, opt, topt = _pair(name, kwargs, rng)
-    _steps(ours, theirs, opt, topt, rng, 3)
+    ours, opt = _ours(name, dict(kwargs, **saved), rng)
+    for _ in range(3):
+        _set_grads(ours, _grads(rng, ours))
+        opt.step()
     state = opt.state_dict()
-    # A fresh optimizer on copies of the parameters, given the saved state, continues identically.
     copies = [Parameter(p.numpy().copy()) for p in ours]
-    fresh = getattr(optim, name)(copies, lr=123.0)  # hyper-parameters come from the state
+    fresh = getattr(optim, name)(copies, lr=123.0, **loaded)  # hyper-parameters from the state
     fresh.load_state_dict(state)
     assert fresh.param_groups[0]["lr"] == kwargs["lr"]
-    grads = [rng.standard_normal(p.shape).astype(np.float32) for p in ours]
-    for p, c, g in zip(ours, copies, grads):
-        p.grad, c.grad = Tensor(g.copy()), Tensor(g.copy())
-    opt.step()
-    fresh.step()
+    for _ in range(2):
+        grads = _grads(rng, ours)
+        _set_grads(ours, grads)
+        _set_grads(copies, grads)
+        opt.step()
+        fresh.step()
     for p, c in zip(ours, copies):
         np.testing.assert_array_equal(p.numpy(), c.numpy())
 
 
-def test_state_dict_layout_is_torchs():
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_state_dict_is_the_same_with_and_without_flat_buffers(name):
+    states = []
+    for flat in (True, False):
+        rng = np.random.default_rng(2)
+        ours, opt = _ours(name, dict(lr=1e-2, weight_decay=0.1, flat=flat), rng, groups=True)
+        for _ in range(3):
+            _set_grads(ours, _grads(rng, ours))
+            opt.step()
+        states.append(opt.state_dict())
+    flat, plain = states
+    assert flat["param_groups"] == plain["param_groups"]
+    assert all("flat" not in g for g in flat["param_groups"])
+    assert sorted(flat["state"]) == sorted(plain["state"]) == [0, 1, 2]
+    for i, s in flat["state"].items():
+        assert set(s) == set(plain["state"][i]) == {"step", "exp_avg", "exp_avg_sq"}
+        assert s["step"] == plain["state"][i]["step"] == 3
+        for k in ("exp_avg", "exp_avg_sq"):
+            assert type(s[k]) is np.ndarray and s[k].base is None   # a host copy, not a view
+            assert s[k].shape == SHAPES[i]
+            np.testing.assert_array_equal(s[k], plain["state"][i][k])
+
+
+def test_state_dict_layout_is_torchs(torch):
     rng = np.random.default_rng(2)
-    ours, theirs, opt, topt = _pair("AdamW", dict(lr=1e-3), rng)
-    _steps(ours, theirs, opt, topt, rng, 2)
+    ours, opt = _ours("AdamW", dict(lr=1e-3), rng)
+    theirs, topt = _theirs(torch, "AdamW", dict(lr=1e-3), ours)
+    for _ in range(2):
+        grads = _grads(rng, ours)
+        _set_grads(ours, grads)
+        for q, g in zip(theirs, grads):
+            q.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
     s, t = opt.state_dict(), topt.state_dict()
     assert sorted(s["state"]) == sorted(t["state"])
     assert set(s["state"][0]) == set(t["state"][0])
@@ -88,17 +153,18 @@ def test_state_dict_layout_is_torchs():
                                rtol=1e-6)
 
 
-def test_load_state_dict_errors():
+@pytest.mark.parametrize("flat", [True, False])
+def test_load_state_dict_errors(flat):
     ps = [Parameter(np.zeros((2, 2), np.float32)), Parameter(np.zeros(3, np.float32))]
-    opt = optim.Adam(ps)
+    opt = optim.Adam(ps, flat=flat)
     ps[0].grad, ps[1].grad = Tensor(np.ones((2, 2), np.float32)), Tensor(np.ones(3, np.float32))
     opt.step()
     state = opt.state_dict()
     with pytest.raises(ValueError, match="parameter groups"):
-        optim.Adam([{"params": ps[:1]}, {"params": ps[1:]}]).load_state_dict(state)
+        optim.Adam([{"params": ps[:1]}, {"params": ps[1:]}], flat=flat).load_state_dict(state)
     with pytest.raises(ValueError, match="has shape"):
         other = [Parameter(np.zeros((2, 3), np.float32)), Parameter(np.zeros(3, np.float32))]
-        optim.Adam(other).load_state_dict(state)
+        optim.Adam(other, flat=flat).load_state_dict(state)
 
 
 def test_zero_grad_and_skips_params_without_grad():
@@ -110,6 +176,32 @@ def test_zero_grad_and_skips_params_without_grad():
     np.testing.assert_array_equal(b.numpy(), [1, 1])  # no grad: untouched
     opt.zero_grad()
     assert a.grad is None
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1),
+                                  lambda ps: optim.Adam(ps),
+                                  lambda ps: optim.AdamW(ps),
+                                  lambda ps: optim.Adam(ps, flat=False),
+                                  lambda ps: optim.AdamW(ps, flat=False)],
+                         ids=["SGD", "Adam", "AdamW", "Adam-not-flat", "AdamW-not-flat"])
+def test_zero_grad_sets_to_none_by_default_as_torch(make):
+    ps = [Parameter(np.ones((2, 3), np.float32)), Parameter(np.ones(4, np.float32))]
+    opt = make(ps)
+    assert inspect.signature(opt.zero_grad).parameters["set_to_none"].default is True
+    for _ in range(2):  # before and after a step (flat buffers rebind p.grad at a step)
+        for p in ps:
+            p.grad = Tensor(np.full(p.shape, 2.0, np.float32))
+        opt.zero_grad()
+        assert all(p.grad is None for p in ps)
+        for p in ps:
+            p.grad = Tensor(np.full(p.shape, 2.0, np.float32))
+        opt.step()
+    kept = [p.grad for p in ps]
+    opt.zero_grad(set_to_none=False)                 # zeros, in place, as torch's
+    for p, g in zip(ps, kept):
+        assert p.grad is not None and p.grad.dtype == np.float32 and not p.grad.numpy().any()
+        if not getattr(opt, "flat", None):           # nothing moved: the same arrays, zeroed
+            assert p.grad is g
 
 
 def test_bad_arguments():
@@ -128,10 +220,24 @@ def test_bad_arguments():
         optim.SGD([{"params": [p], "momentun": 0.9}], lr=0.1)
     with pytest.raises(ValueError, match="does not require grad"):
         optim.SGD([Tensor(np.ones(2, np.float32))], lr=0.1)
+    with pytest.raises(TypeError):
+        optim.Adam([p], 1e-3, (0.9, 0.999), 1e-8, 0.0, False)  # flat is keyword-only
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize("flat", [True, False])
+def test_adam_refuses_a_row_sparse_gradient(name, flat):
+    w = Parameter(np.ones((6, 3), np.float32))
+    opt = getattr(optim, name)([w], lr=0.1, flat=flat)
+    ids, dy = Tensor(np.array([0, 2])), Tensor(np.ones((2, 3), np.float32))
+    nn.functional.embedding(ids, w, sparse=True).backward(dy)
+    with pytest.raises(TypeError, match="row-sparse gradient .* only plain SGD"):
+        opt.step()
+    np.testing.assert_array_equal(w.numpy(), 1.0)
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])
-def test_clip_grad_norm_matches_torch(max_norm):
+def test_clip_grad_norm_matches_torch(torch, max_norm):
     rng = np.random.default_rng(3)
     ours = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in SHAPES]
     theirs = [torch.nn.Parameter(torch.tensor(p.numpy())) for p in ours]
@@ -144,6 +250,20 @@ def test_clip_grad_norm_matches_torch(max_norm):
     for p, q in zip(ours, theirs):
         assert p.grad.dtype == np.float32
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3])
+def test_clip_grad_norm_is_the_formula(max_norm):
+    r"""total = sqrt(sum g^2) over every gradient; g <- g min(1, max_norm / (total + 1e-6))."""
+    rng = np.random.default_rng(3)
+    ours = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in SHAPES]
+    grads = _grads(rng, ours)
+    _set_grads(ours, grads)
+    total = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads))
+    assert optim.clip_grad_norm_(ours, max_norm).item() == pytest.approx(total, rel=1e-6)
+    coef = min(1.0, max_norm / (total + 1e-6))
+    for p, g in zip(ours, grads):
+        np.testing.assert_allclose(p.grad.numpy(), g * coef, rtol=1e-6, atol=1e-7)
 
 
 def test_clip_grad_norm_skips_missing_grads():
@@ -169,14 +289,19 @@ def test_warmup_cosine_is_nanogpts():
         assert optim.warmup_cosine_lr(it, 1e-3, 100, 2000, 1e-4) == pytest.approx(get_lr(it))
 
 
-def test_constant_and_step_schedules_and_set_lr():
-    assert optim.constant_lr(123, 0.1) == 0.1
+def test_step_lr_matches_torch(torch):
     sched = torch.optim.lr_scheduler.StepLR(
         torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), step_size=3, gamma=0.5)
     for it in range(10):
         assert optim.step_lr(it, 0.1, 3, 0.5) == pytest.approx(sched.get_last_lr()[0])
         sched.optimizer.step()
         sched.step()
+
+
+def test_constant_and_step_schedules_and_set_lr():
+    assert optim.constant_lr(123, 0.1) == 0.1
+    assert [optim.step_lr(it, 0.1, 3, 0.5) for it in (0, 2, 3, 5, 6, 9)] == \
+        pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.0125])
     opt = optim.AdamW([{"params": [Parameter(np.ones(1, np.float32))]},
                        {"params": [Parameter(np.ones(1, np.float32))], "lr": 5.0}])
     optim.set_lr(opt, 0.25)

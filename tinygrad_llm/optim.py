@@ -13,18 +13,24 @@ parameter's position in the groups (0, 1, 2, ... in order), never by ``id()``, s
 Symbols: p a parameter, g its gradient, t the step count (from 1), lr the learning rate, wd the
 weight decay. All updates run in the parameter's dtype (float32 stays float32) and on its device.
 
-Adam and AdamW keep every parameter, gradient and moment in one flat buffer each (``FlatBuffers``):
-each parameter's ``.data`` and ``.grad`` are views into them, so a step is a few in-place vector
-ops per group (``adam_update_flat``), ``zero_grad`` is one fill and ``clip_grad_norm_`` one pass.
+``zero_grad()`` sets every ``p.grad`` to None, as torch's default (``set_to_none=True``).
+
+Adam and AdamW take ``flat=True`` by default (the faster layout, as torch's ``foreach``/``fused``
+switches): they then keep every parameter, gradient and moment in one flat buffer each
+(``FlatBuffers``) and *move each parameter's storage*: ``p.data`` becomes a view into those
+buffers, so a step is a few in-place vector ops per group. ``flat=False`` leaves every array where
+it is and updates parameter by parameter. Both run the same update, ``adam_update_``, and give
+the same numbers.
 """
 
 import math
 
 from tinygrad_llm import backend
-from tinygrad_llm.sparse import RowSparseGrad, scatter_add_rows
+from tinygrad_llm.kernels import cpu, cuda
+from tinygrad_llm.ops.sparse import RowSparseGrad
 from tinygrad_llm.tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "FlatBuffers", "adam_update_flat",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "FlatBuffers", "adam_update_",
            "clip_grad_norm_", "set_lr", "constant_lr", "step_lr", "warmup_cosine_lr"]
 
 
@@ -194,7 +200,7 @@ class SGD(Optimizer):
             if momentum or wd:
                 raise ValueError("SGD: a row-sparse gradient (Embedding(sparse=True)) needs "
                                  "momentum=0 and weight_decay=0; use sparse=False otherwise")
-            scatter_add_rows(p.data, g.indices, g.values, -lr)   # p[i] <- p[i] - lr g_i
+            cpu.scatter_add(p.data, g.indices, g.values, -lr)   # p[i] <- p[i] - lr g_i
             return
         if wd:
             g = g + wd * p.data                                    # g <- g + wd p
@@ -221,11 +227,13 @@ class FlatBuffers:
         buffers["scratch"]   room for the temporaries of an update      (n,)
 
     Built once the parameters share a device and a dtype (``build`` gives None otherwise). After
-    it, ``p.data`` is a view of "param"; backward accumulates into ``p.grad.data`` in place when
-    ``p.grad`` exists, so gradients land in "grad" once ``zero_grad`` has pointed ``p.grad`` there.
-    A user may still rebind ``p.data`` (``Module.load_state_dict``) or ``p.grad`` (``p.grad =
-    ...``, ``model.zero_grad()`` then backward): ``adopt`` copies such arrays into the buffers
-    and points them back at their views before each step.
+    it, ``p.data`` is a view of "param". Gradients reach "grad" in one of two ways. Backward
+    accumulates into ``p.grad.data`` in place when ``p.grad`` exists, so after ``zero_grad`` (one
+    fill that points every ``p.grad`` at its view, as torch's ``set_to_none=False``) they land
+    there directly. After ``p.grad = None`` (``set_to_none=True``, ``model.zero_grad()``) backward
+    makes new arrays, and ``adopt`` copies them into "grad" before the step, as it copies any
+    gradient the user assigned (``p.grad = ...``); those ``p.grad`` stay the user's arrays. A
+    rebound ``p.data`` (``Module.load_state_dict``) is copied in and pointed back at its view.
     """
 
     def __init__(self, params, state_names):
@@ -259,7 +267,8 @@ class FlatBuffers:
         return self.buffers[name][self.offsets[start]:self.offsets[stop]]
 
     def zero_grad(self):
-        """One fill; every ``p.grad`` is (again) a view of the zeroed "grad" buffer."""
+        """One fill; every ``p.grad`` is (again) a view of the zeroed "grad" buffer (the
+        optimizer's ``zero_grad(set_to_none=False)``)."""
         self.buffers["grad"].fill(0)
         for p, view in zip(self.params, self.views["grad"]):
             if p.grad is None or p.grad.data is not view:
@@ -272,9 +281,11 @@ class FlatBuffers:
                    for p in self.params)
 
     def adopt(self, start, stop):
-        """Before a step of parameters start..stop-1: copy rebound ``p.data`` / ``p.grad`` arrays
-        into the buffers and point them back at their views. False if a gradient is missing or
-        row-sparse (that group then takes the per-parameter path)."""
+        """Before a step of parameters start..stop-1: copy a rebound ``p.data`` into "param" and
+        point it back at its view (the step writes there), and copy each gradient that is not
+        a view of "grad" into it (``p.grad`` itself is left as it is: the step only reads it).
+        False if a gradient is missing or row-sparse (that group then takes the per-parameter
+        path)."""
         for i in range(start, stop):
             p, data_view, grad_view = self.params[i], self.views["param"][i], self.views["grad"][i]
             if p.grad is None or isinstance(p.grad, RowSparseGrad):
@@ -284,46 +295,61 @@ class FlatBuffers:
                 p.data = data_view
             if p.grad.data is not grad_view:
                 grad_view[...] = p.grad.data
-                p.grad = Tensor._wrap(grad_view)
         return True
 
 
-def adam_update_flat(p, g, m, v, scratch, lr, beta1, beta2, eps, weight_decay, step,
-                     decoupled):
-    r"""One Adam (``decoupled=False``) or AdamW step on flat arrays, all in place:
+def adam_update_(p, g, m, v, scratch=None, *, lr, beta1, beta2, eps, weight_decay, step,
+                 decoupled):
+    r"""One Adam (``decoupled=False``) or AdamW (``decoupled=True``) step, in place on p, m, v.
 
-        p <- p (1 - lr wd)                          (AdamW: decay the weights directly)
-        g <- g + wd p                               (Adam: weight decay as an L2 penalty)
-        m <- beta1 m + (1 - beta1) g
-        v <- beta2 v + (1 - beta2) g^2
-        p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+        p <- p (1 - lr weight_decay)                 (AdamW: decay the weights directly)
+        g <- g + weight_decay p                      (Adam: an L2 penalty; a new array, so the
+                                                      caller's gradient stays as it was)
+        m <- beta1 m + (1 - beta1) g                 (exp_avg: the first moment)
+        v <- beta2 v + (1 - beta2) g^2               (exp_avg_sq: the second moment)
+        p <- p - (m / (sqrt(v) (1 / sqrt(1 - beta2^step)) + eps)) (lr / (1 - beta1^step))
 
-    ``p, g, m, v, scratch`` are same-shaped arrays (``scratch`` holds the temporaries); the rest
-    are Python numbers. The same arithmetic, in the same order, as ``Adam._update``.
+    The scalars (``1 - beta1``, ``1 / sqrt(1 - beta2^step)``, ``lr / (1 - beta1^step)``) are
+    Python floats, rounded once to the arrays' dtype; every array operation rounds once, in the
+    order of the code below. kernels/adamw.cu (compiled without fused multiply-add) follows the
+    same order, so that a float32 step gives the same bits on the NumPy, CuPy and kernel paths.
+
+    Parameters
+    ----------
+    p, g, m, v : arrays of one shape and dtype on one device: a parameter, its gradient and its
+        two moments; a flat buffer's slice (``flat=True``) or one parameter's arrays.
+    scratch : array like p, or None
+        Room for the temporaries (so a step allocates nothing); None allocates one.
+    lr, beta1, beta2, eps, weight_decay : Python floats; ``step`` the step count, from 1.
+
+    Reference: tinygrad_llm.reference.adam_update
     """
-    if backend.cuda_kernels_for(p, g, m, v):                       # kernels/adamw.cu, one pass
-        backend.adamw_step_cuda(p, g, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+    # kernels/adamw.cu in one pass: float32 CuPy arrays in C order (a flat buffer's slices are)
+    if cuda.cuda_kernels_for(p, g, m, v) and all(a.flags.c_contiguous for a in (p, g, m, v)):
+        cuda.adamw_step_cuda(p, g, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                                 weight_decay=weight_decay, step=step, decoupled=decoupled)
         return
     xp = backend.get_xp(p)
+    if scratch is None:
+        scratch = xp.empty_like(p)
     if weight_decay and decoupled:
-        p *= 1 - lr * weight_decay                                 # p <- p (1 - lr wd)
+        p *= 1 - lr * weight_decay                      # p <- p (1 - lr weight_decay)
     elif weight_decay:
-        g = g + weight_decay * p                                   # g <- g + wd p (a copy)
-    xp.multiply(g, 1 - beta1, out=scratch)                         # m <- b1 m + (1-b1) g
+        g = g + weight_decay * p                        # g <- g + weight_decay p (a new array)
+    xp.multiply(g, 1 - beta1, out=scratch)              # m <- beta1 m + (1 - beta1) g
     m *= beta1
     m += scratch
-    xp.multiply(g, g, out=scratch)                                 # v <- b2 v + (1-b2) g^2
+    xp.multiply(g, g, out=scratch)                      # v <- beta2 v + (1 - beta2) g^2
     scratch *= 1 - beta2
     v *= beta2
     v += scratch
-    bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step            # Python floats
-    xp.sqrt(v, out=scratch)                                        # sqrt(v / b2c) + eps
+    bias1, bias2 = 1 - beta1 ** step, 1 - beta2 ** step     # bias corrections, Python floats
+    xp.sqrt(v, out=scratch)                             # denom = sqrt(v) (1 / sqrt(bias2)) + eps
     scratch *= 1 / math.sqrt(bias2)
     scratch += eps
-    xp.divide(m, scratch, out=scratch)                             # m / denom
+    xp.divide(m, scratch, out=scratch)                  # m / denom
     scratch *= lr / bias1
-    p -= scratch                                                   # p <- p - lr m^ / denom
+    p -= scratch                                        # p <- p - (m / denom) lr / bias1
 
 
 class Adam(Optimizer):
@@ -334,19 +360,43 @@ class Adam(Optimizer):
         v <- beta2 v + (1 - beta2) g^2            (exp_avg_sq: the second moment)
         p <- p - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
-    The two divisions undo the zero initialisation of m and v (bias correction).
+    The two divisions undo the zero initialisation of m and v (bias correction). Every path runs
+    ``adam_update_``, whose docstring gives the exact order of the float operations.
 
-    Parameters, gradients and moments live in flat buffers (``FlatBuffers``) when the parameters
-    share a device and dtype: a group whose parameters all have dense gradients and the same step
-    count is updated by one ``adam_update_flat`` call on its slices; any other group parameter by
-    parameter (``_update``, on the same views). ``zero_grad()`` is then one fill that leaves zeros
-    (as torch's ``zero_grad(set_to_none=False)``); ``zero_grad(set_to_none=True)`` drops them.
+    ``flat`` chooses where the arrays live, as torch's ``foreach`` / ``fused`` switches do; the
+    numbers are the same either way.
+
+    - ``flat=True`` (the default; the faster): **the optimizer moves each parameter's storage.**
+      At construction every ``p.data`` is copied into one flat buffer and rebound to a view of
+      it (``opt.flat``, a ``FlatBuffers``, also holds the moments and a gradient buffer). So an
+      array taken before is no longer the parameter: ``w = p.data`` taken before the optimizer
+      was built does not change when it steps, and writing into ``w`` does not reach the model.
+      Read ``p.data`` again after building the optimizer (or after ``Module.to``, which makes
+      it rebuild the buffers). Rebinding ``p.data`` yourself (``Module.load_state_dict`` does)
+      is fine: the next step copies the new array in and points ``p.data`` back at its view.
+      Before each step the gradients are copied into the gradient buffer, unless backward
+      already summed into it (after ``zero_grad(set_to_none=False)``, below); ``p.grad`` is only
+      read. A group whose parameters all have dense gradients and the same step count is then
+      updated by one ``adam_update_`` call on its slices, any other group parameter by
+      parameter on the same views. Parameters that differ in device or dtype keep their own
+      arrays (``opt.flat`` is then None), as with ``flat=False``.
+    - ``flat=False``: nothing moves. ``p.data`` is updated in place, ``p.grad`` is only read, the
+      moments are one array per parameter (``opt.flat`` is None), and the step goes parameter
+      by parameter.
+
+    ``zero_grad()`` sets ``p.grad = None`` (torch's default); ``zero_grad(set_to_none=False)``
+    leaves zeros, as torch's: with flat buffers that is one fill which points every ``p.grad``
+    at its (zeroed) view of the gradient buffer, so backward then sums straight into it and
+    ``clip_grad_norm_`` takes one pass over it (a little faster).
+    ``state_dict()`` has torch's layout (host copies of the moments) in both modes, and either
+    mode loads the other's.
     """
 
     decoupled = False
     _state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+                 flat=True):
         betas = tuple(float(b) for b in betas)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"{type(self).__name__}: betas must be two numbers in [0, 1), "
@@ -354,14 +404,14 @@ class Adam(Optimizer):
         if eps < 0:
             raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {eps}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-        self.flat = FlatBuffers.build([p for _, _, p in self._indexed_params()],
-                                      self._state_names)
+        params = [p for _, _, p in self._indexed_params()]
+        self.flat = FlatBuffers.build(params, self._state_names) if flat else None
 
-    def zero_grad(self, set_to_none=False):
-        """One fill of the flat gradient buffer (gradients become zeros, views of it); with
-        ``set_to_none=True`` (or without flat buffers) ``p.grad = None`` as torch's default."""
+    def zero_grad(self, set_to_none=True):
+        """``p.grad = None`` for every parameter (torch's default), or with ``set_to_none=False``
+        zeros: with flat buffers one fill of the gradient buffer, every ``p.grad`` a view of it."""
         if set_to_none or self.flat is None:
-            super().zero_grad(set_to_none=True)
+            super().zero_grad(set_to_none)
         else:
             self.flat.zero_grad()
 
@@ -390,10 +440,11 @@ class Adam(Optimizer):
                         s = self.state[i] = self._new_state(i, p)
                     s["step"] += 1
                 (beta1, beta2), t = group["betas"], steps.pop() + 1
-                adam_update_flat(*(flat.slice(name, start, stop) for name in
-                                   ("param", "grad", "exp_avg", "exp_avg_sq", "scratch")),
-                                 group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
-                                 t, self.decoupled)
+                adam_update_(*(flat.slice(name, start, stop) for name in
+                               ("param", "grad", "exp_avg", "exp_avg_sq", "scratch")),
+                             lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                             weight_decay=group["weight_decay"], step=t,
+                             decoupled=self.decoupled)
             else:
                 for i, p in zip(range(start, stop), group["params"]):
                     if p.grad is not None:
@@ -425,26 +476,18 @@ class Adam(Optimizer):
                         s[name] = view
 
     def _update(self, p, g, group, state):
-        xp = backend.get_xp(p.data)
-        lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
-                                       group["weight_decay"])
+        """One parameter's step: ``adam_update_`` on its own arrays (g in p's dtype, as the flat
+        buffer would hold it)."""
+        if isinstance(g, RowSparseGrad):            # Embedding(sparse=True): SGD only
+            raise TypeError(f"{type(self).__name__}: a row-sparse gradient (from Embedding(..., "
+                            "sparse=True)) supports only plain SGD (no momentum or weight "
+                            "decay); call .to_dense() or use sparse=False")
+        beta1, beta2 = group["betas"]
         state["step"] += 1
-        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        if wd and self.decoupled:
-            p.data *= 1 - lr * wd                                  # AdamW: p <- p (1 - lr wd)
-        elif wd:
-            g = g + wd * p.data                                    # Adam: g <- g + wd p
-        m *= beta1                                                 # m <- b1 m + (1-b1) g
-        m += (1 - beta1) * g
-        v *= beta2                                                 # v <- b2 v + (1-b2) g^2
-        v += (1 - beta2) * (g * g)
-        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t              # Python floats
-        denom = xp.sqrt(v)                                         # sqrt(v / b2c) + eps
-        denom *= 1 / math.sqrt(bias2)
-        denom += eps
-        update = xp.divide(m, denom, out=denom)                    # m / denom, in place
-        update *= lr / bias1
-        p.data -= update                                           # p <- p - lr m^ / denom
+        adam_update_(p.data, g.astype(p.dtype, copy=False), state["exp_avg"],
+                     state["exp_avg_sq"], lr=group["lr"], beta1=beta1, beta2=beta2,
+                     eps=group["eps"], weight_decay=group["weight_decay"], step=state["step"],
+                     decoupled=self.decoupled)
 
 
 class AdamW(Adam):
@@ -456,8 +499,10 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, *,
+                 flat=True):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         flat=flat)
 
 
 def clip_grad_norm_(params, max_norm, eps=1e-6):
