@@ -28,25 +28,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tinygrad_llm.models.word2vec import Word2Vec, text_to_sentences  # noqa: E402
-
-
-def knn(vectors, rows, k=10):
-    """The k nearest neighbours (cosine, excluding itself) of each of ``rows``: (len(rows), k)."""
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    sims = unit[rows] @ unit.T                                       # (n, V)
-    sims[np.arange(len(rows)), rows] = -np.inf
-    return np.argsort(-sims, axis=1)[:, :k]
-
-
-def overlap(a, b):
-    """Mean fraction of shared neighbours between two (n, k) neighbour lists."""
-    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b)]))
-
-
-def neighbours_by_key(keys, vectors, key_to_index, top_keys, k=10):
-    rows = np.array([key_to_index[w] for w in top_keys])
-    return [[keys[j] for j in row] for row in knn(vectors, rows, k)]
+from tinygrad_llm.models import Word2Vec  # noqa: E402
+from tinygrad_llm.models.word2vec_eval import knn_overlap, neighbours_by_key  # noqa: E402
+from tinygrad_llm.tokenizer import text_to_sentences  # noqa: E402
 
 
 def run_gensim(sentences, args, seed):
@@ -130,9 +114,8 @@ def main():
     if have_gensim:
         g1, g2 = gensim_runs
         top = g1.index_to_key[:args.top]
-        n1 = neighbours_by_key(g1.index_to_key, g1.vectors, g1.key_to_index, top)
-        n2 = neighbours_by_key(g2.index_to_key, g2.vectors, g2.key_to_index, top)
-        ceiling = overlap(n1, n2)
+        n1, n2 = neighbours_by_key(g1, top), neighbours_by_key(g2, top)
+        ceiling = knn_overlap(n1, n2)
         gensim_speed = np.mean([r["words_per_s"] for r in results["runs"]
                                 if r["side"] == "gensim"])
         gensim_cpu_speed = np.mean([args.epochs * raw / r["cpu_s"] for r in results["runs"]
@@ -141,8 +124,8 @@ def main():
         print(f"\nceiling (gensim seed 1 vs seed 2): {ceiling:.4f}")
         for r in ours_runs:
             wv = r["wv"]
-            ours = neighbours_by_key(wv.index_to_key, wv.vectors, wv.key_to_index, top)
-            score = (overlap(ours, n1) + overlap(ours, n2)) / 2
+            ours = neighbours_by_key(wv, top)
+            score = (knn_overlap(ours, n1) + knn_overlap(ours, n2)) / 2
             r.update(overlap=score, quality_ratio=score / ceiling,
                      speed_ratio=r["words_per_s"] / gensim_speed,
                      cpu_speed_ratio=(args.epochs * raw / r["cpu_s"]) / gensim_cpu_speed)

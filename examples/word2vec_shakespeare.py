@@ -1,13 +1,17 @@
 r"""Train word vectors on Shakespeare (or Jane Austen) and look at the neighbours they give.
 
-What this teaches: skip-gram with negative sampling, end to end (the math: docs/word2vec.md).
+What this teaches: skip-gram with negative sampling, end to end, on the engine (the math:
+docs/word2vec.md).
 
 1. Tokenize: lowercase letter runs, apostrophes kept inside words ("o'er", "king's").
 2. Vocabulary: words seen at least --min-count times, most frequent first.
 3. Train: for every centre word and every context word within a randomly shrunk window, push
    the context word's vector towards the centre word's output vector and away from the output
    vectors of 5 noise words drawn from counts^0.75; frequent words are subsampled; the learning
-   rate falls linearly to nearly zero.
+   rate falls linearly to nearly zero. Each mini-batch of 256 centre words is one step of the
+   engine: ``loss = model.module.window_loss(...)``, ``loss.sum().backward()`` (row-sparse
+   gradients), ``SGD.step()``. The script prints each epoch's loss, then takes one such step
+   by hand on a fresh batch and shows what backward produced.
 4. Look: cosine nearest neighbours, analogies (b - a + c), a 2-D PCA map of a few words.
 
     python examples/word2vec_shakespeare.py                      # Tiny Shakespeare, ~30 s
@@ -28,7 +32,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinygrad_llm.data import dataset_path  # noqa: E402
-from tinygrad_llm.models.word2vec import Word2Vec, text_to_sentences  # noqa: E402
+from tinygrad_llm.models import Word2Vec  # noqa: E402
+from tinygrad_llm.models.word2vec_trainer import epoch_plan  # noqa: E402
+from tinygrad_llm.optim import SGD  # noqa: E402
+from tinygrad_llm.tokenizer import text_to_sentences  # noqa: E402
 
 
 def pca_2d(vectors):
@@ -37,6 +44,30 @@ def pca_2d(vectors):
     centred = vectors - vectors.mean(axis=0)                          # (n, D)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)            # vt (D, D)
     return centred @ vt[:2].T                                         # (n, 2)
+
+
+def one_step_by_hand(model, sentences, batch_size):
+    """One training step on the engine, spelled out: a batch of centre words with their windows
+    and noise words (the trainer's ``epoch_plan``), the loss, backward, and SGD on the rows."""
+    index = model.wv.key_to_index
+    ids = np.array([index[w] for w in sentences[0] if w in index])              # (N,)
+    rng = np.random.default_rng(model.seed)
+    pad_ids, ctx_mask, out_ids, neg_keep = epoch_plan(
+        ids, np.zeros_like(ids), model.keep_prob, model.noise_cdf, model.window,
+        model.negative, rng)
+    W, B = model.window, min(batch_size, len(out_ids))
+    batch = (pad_ids[:B + 2 * W], out_ids[:B], ctx_mask[:B], neg_keep[:B])
+    module = model.module
+    optimizer = SGD(module.parameters(), lr=model.alpha)
+    loss = module.window_loss(*batch).sum()          # SkipGramLoss (CBOW: the true gradient)
+    loss.backward()
+    w_in, w_out = module.in_embed.weight, module.out_embed.weight
+    print(f"one step by hand: {B} centre words, {int(ctx_mask[:B].sum())} pairs, loss "
+          f"{float(loss.data):.2f}; backward gave {w_in.grad} and {w_out.grad}")
+    optimizer.step()                                 # W[rows] -= lr * gradient rows
+    optimizer.zero_grad()
+    print(f"after SGD (lr {optimizer.param_groups[0]['lr']:g}): loss "
+          f"{float(module.window_loss(*batch).sum().data):.2f}")
 
 
 def save_pca_plot(wv, words, path):
@@ -85,6 +116,9 @@ def main():
                      batch_size=args.batch_size, seed=args.seed)
     print(f"{model}: trained in {time.perf_counter() - start:.1f} s "
           f"({model.train_stats['raw_words_per_second']:,.0f} words/s)")
+    print("loss per centre word, by epoch: "
+          + ", ".join(f"{x:.3f}" for x in model.train_stats["epoch_loss"]))
+    one_step_by_hand(model, sentences, args.batch_size)
     wv = model.wv
 
     words = [w for w in args.words.split(",") if w]

@@ -1,5 +1,6 @@
 """The negative-sampling Functions (gradchecked in float64 against a random upstream gradient),
-their match with the composition of primitives, and row-sparse embedding gradients."""
+their match with the composition of primitives and with each other (the trainer's whole-window
+losses against the per-pair ones), and row-sparse embedding gradients."""
 
 import numpy as np
 import pytest
@@ -7,10 +8,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinygrad_llm import Tensor
+from tinygrad_llm.kernels.cpu import scatter_add
+from tinygrad_llm.nn.functional import embedding
 from tinygrad_llm.nn.layers import Embedding
-from tinygrad_llm.ops.word2vec import cbow_loss, log_sigmoid, sgns_loss
+from tinygrad_llm.ops.sparse import RowSparseGrad
+from tinygrad_llm.ops.word2vec import (
+    cbow_loss,
+    centre_mask,
+    centre_word_loss,
+    context_mean,
+    log_sigmoid,
+    sgns_loss,
+    skipgram_loss,
+    window_offsets,
+    window_spread,
+    window_sum,
+)
 from tinygrad_llm.optim import SGD, Adam
-from tinygrad_llm.sparse import RowSparseGrad, scatter_add_rows, sparse_embedding
 from tinygrad_llm.testing import gradcheck
 
 
@@ -71,6 +85,134 @@ def test_cbow_rejects_empty_context():
                                                                               [0, 0, 0]]))
 
 
+# ---- whole windows: the trainer's Functions ---------------------------------------------------
+def _window_batch(rng, B, W, K, D, dtype="float64"):
+    """v_pos (B + 2W, D), u_out (B, K+1, D) tensors; ctx_mask (B, 2W), neg_mask (B, K) arrays."""
+    def t(*shape):
+        return Tensor(rng.standard_normal(shape), requires_grad=True, dtype=dtype)
+    ctx_mask = (rng.random((B, 2 * W)) < 0.6).astype(dtype)
+    ctx_mask[0] = 0                                          # a centre word with no context
+    neg_mask = (rng.random((B, K)) < 0.8).astype(dtype)
+    return t(B + 2 * W, D), t(B, K + 1, D), ctx_mask, neg_mask
+
+
+@given(B=st.integers(1, 4), W=st.integers(1, 3), K=st.integers(1, 3), D=st.integers(1, 4),
+       seed=st.integers(0, 99))
+def test_skipgram_loss_gradcheck(B, W, K, D, seed):
+    v_pos, u_out, ctx_mask, neg_mask = _window_batch(np.random.default_rng(seed), B, W, K, D)
+    gradcheck(lambda v, u: skipgram_loss(v, u, ctx_mask, neg_mask), [v_pos, u_out], seed=seed)
+    gradcheck(lambda v, u: skipgram_loss(v, u, ctx_mask), [v_pos, u_out], seed=seed)
+
+
+def _pairs_of_windows(v_pos, u_out, ctx_mask, neg_mask):
+    """The per-pair SGNS losses of every real (centre t, slot c) pair, summed per centre word
+    with a one-hot matrix (so that backward spreads each centre's upstream gradient back)."""
+    B, C = ctx_mask.shape
+    K1, D = u_out.shape[1:]
+    t, c = np.nonzero(ctx_mask)                                      # every real pair
+    positions = t + C // 2 + window_offsets(C // 2, np)[c]           # the context words
+    u_rows = u_out.reshape(B * K1, D)
+    v = embedding(positions, v_pos)                                  # (pairs, D)
+    u_pos = embedding(t * K1, u_rows)                                # (pairs, D)
+    u_neg = embedding(t[:, None] * K1 + np.arange(1, K1), u_rows)    # (pairs, K, D)
+    per_pair = sgns_loss(v, u_pos, u_neg, neg_mask[t])               # (pairs,)
+    one_hot = Tensor((np.arange(B)[:, None] == t[None, :]).astype(v_pos.dtype))   # (B, pairs)
+    return one_hot @ per_pair                                        # (B,)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-5)])
+def test_skipgram_loss_equals_its_pairs(dtype, rtol):
+    rng = np.random.default_rng(4)
+    v_pos, u_out, ctx_mask, neg_mask = _window_batch(rng, 6, 3, 4, 5, dtype)
+    upstream = rng.standard_normal(6).astype(dtype)
+    results = []
+    for fn in (skipgram_loss, _pairs_of_windows):
+        v_pos.grad = u_out.grad = None
+        loss = fn(v_pos, u_out, ctx_mask, neg_mask)                  # (B,)
+        loss.backward(Tensor(upstream))
+        results.append([loss.numpy(), v_pos.grad.numpy(), u_out.grad.numpy()])
+    for fused, pairs in zip(*results):
+        np.testing.assert_allclose(fused, pairs, rtol=rtol, atol=rtol)
+    assert results[0][0][0] == 0                                     # no context, no loss
+
+
+def test_window_losses_are_finite_for_large_scores():
+    # scores of +-400: e^{400} overflows float32 and float64, e^{-|s|} does not
+    v_pos = Tensor(np.full((4, 2), 20.0, np.float32), requires_grad=True)
+    u_out = Tensor(np.array([[[-10.0, -10.0], [10.0, 10.0]], [[10.0, 10.0], [-10.0, -10.0]]],
+                            np.float32), requires_grad=True)
+    ctx_mask = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    loss = skipgram_loss(v_pos, u_out, ctx_mask)                     # (2,)
+    np.testing.assert_allclose(loss.numpy(), [800.0, 0.0], rtol=1e-6)
+    loss.sum().backward()
+    assert np.isfinite(v_pos.grad.numpy()).all() and np.isfinite(u_out.grad.numpy()).all()
+    h = Tensor(np.full((2, 2), 20.0, np.float32), requires_grad=True)
+    np.testing.assert_allclose(centre_word_loss(h, u_out).numpy(), [800.0, 0.0], rtol=1e-6)
+
+
+@given(B=st.integers(1, 4), W=st.integers(1, 3), K=st.integers(1, 3), D=st.integers(1, 4),
+       seed=st.integers(0, 99))
+def test_context_mean_and_centre_word_loss_gradcheck(B, W, K, D, seed):
+    rng = np.random.default_rng(seed)
+    v_pos, u_out, ctx_mask, neg_mask = _window_batch(rng, B, W, K, D)
+    gradcheck(lambda v: context_mean(v, ctx_mask), [v_pos], seed=seed)
+    h = Tensor(rng.standard_normal((B, D)), requires_grad=True, dtype="float64")
+    mask = centre_mask(ctx_mask, neg_mask)
+    gradcheck(lambda a, u: centre_word_loss(a, u, mask), [h, u_out], seed=seed)
+    gradcheck(lambda a, u: centre_word_loss(a, u), [h, u_out], seed=seed)
+
+
+def test_window_spread_is_the_adjoint_of_window_sum():
+    # <window_sum(v, w), g> = <v, window_spread(g, w)> for every v and g
+    rng = np.random.default_rng(6)
+    B, W, D = 7, 3, 4
+    v, g = rng.standard_normal((B + 2 * W, D)), rng.standard_normal((B, D))
+    weight = rng.random((B, 2 * W))
+    lhs = np.sum(window_sum(v, weight) * g)
+    rhs = np.sum(v * window_spread(g, weight))
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+    offsets = window_offsets(W, np)
+    expected = np.einsum("tc,tcd->td", weight, v[np.arange(B)[:, None] + W + offsets])
+    np.testing.assert_allclose(window_sum(v, weight), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 2e-5)])
+def test_cbow_window_path_equals_cbow_loss(dtype, rtol):
+    # ContextMean then CentreWordLoss on the positions = CBOWLoss on gathered context vectors
+    rng = np.random.default_rng(7)
+    B, W, K, D = 6, 2, 3, 4
+    v_pos, u_out, ctx_mask, neg_mask = _window_batch(rng, B, W, K, D, dtype)
+    rows = np.flatnonzero(ctx_mask.sum(axis=1) > 0)                  # centres with context
+    slots = rows[:, None] + W + window_offsets(W, np)[None, :]       # (rows, C)
+    upstream = rng.standard_normal(B).astype(dtype)
+    v_pos.grad = u_out.grad = None
+    window = centre_word_loss(context_mean(v_pos, ctx_mask), u_out,
+                              centre_mask(ctx_mask, neg_mask))       # (B,)
+    window.backward(Tensor(upstream))
+    grads = v_pos.grad.numpy(), u_out.grad.numpy()
+    v_pos.grad = u_out.grad = None
+    u_rows = u_out.reshape(B * (K + 1), D)
+    gathered = cbow_loss(embedding(slots, v_pos), embedding(rows * (K + 1), u_rows),
+                         embedding(rows[:, None] * (K + 1) + np.arange(1, K + 1), u_rows),
+                         ctx_mask[rows], neg_mask[rows])             # (rows,)
+    gathered.backward(Tensor(upstream[rows]))
+    np.testing.assert_allclose(window.numpy()[rows], gathered.numpy(), rtol=rtol)
+    np.testing.assert_array_equal(np.delete(window.numpy(), rows), 0)
+    np.testing.assert_allclose(grads[0], v_pos.grad.numpy(), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(grads[1], u_out.grad.numpy(), rtol=rtol, atol=rtol)
+
+
+def test_window_losses_reject_shapes_that_do_not_fit():
+    rng = np.random.default_rng(8)
+    v_pos, u_out, ctx_mask, neg_mask = _window_batch(rng, 3, 2, 2, 4)
+    with pytest.raises(ValueError, match="v_pos"):
+        skipgram_loss(v_pos, u_out, ctx_mask[:, :3], neg_mask)
+    with pytest.raises(ValueError, match="neg_mask"):
+        skipgram_loss(v_pos, u_out, ctx_mask, neg_mask[:, :1])
+    with pytest.raises(ValueError, match="ctx_mask"):
+        context_mean(v_pos, ctx_mask[:2])
+
+
 # ---- row-sparse embedding gradients ----------------------------------------------------------
 def _embedding_grads(sparse, ids_list, upstreams):
     emb = Embedding(7, 3, sparse=sparse)
@@ -95,7 +237,7 @@ def test_sparse_gradient_equals_dense():
 def test_sparse_embedding_gradcheck():
     emb = Embedding(5, 2, sparse=True)
     ids = Tensor(np.array([[0, 4, 4], [2, 0, 1]]))
-    gradcheck(lambda w: sparse_embedding(ids, w), [emb.weight], seed=0)
+    gradcheck(lambda w: embedding(ids, w, sparse=True), [emb.weight], seed=0)
 
 
 def test_sparse_plus_dense_accumulates():
@@ -135,14 +277,14 @@ def test_sparse_gradient_refuses_other_optimizers():
 
 
 @pytest.mark.parametrize("n", [10, 300, 3000])
-def test_scatter_add_rows_matches_add_at(n):
+def test_scatter_add_matches_add_at(n):
     rng = np.random.default_rng(n)
     ids = np.minimum(rng.zipf(1.3, n) - 1, 49)                  # a few ids repeat many times
     values = rng.standard_normal((n, 4)).astype(np.float32)
     table = rng.standard_normal((50, 4)).astype(np.float32)
     expected = table.copy()
     np.add.at(expected, ids, -0.5 * values)
-    scatter_add_rows(table, ids, values, scale=-0.5)
+    scatter_add(table, ids, values, scale=-0.5)
     np.testing.assert_allclose(table, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -159,6 +301,12 @@ def test_losses_gradcheck_on_device(device):
               seed=0)
     gradcheck(lambda a, b, c: cbow_loss(a, b, c, ctx_mask, neg_mask),
               [t(3, 3, 4), t(3, 4), t(3, 2, 4)], seed=0)
+    window_mask = Tensor(np.array([[1.0, 0, 1, 1], [0, 0, 0, 0], [1, 1, 0, 1]]), device=device)
+    gradcheck(lambda a, b: skipgram_loss(a, b, window_mask, neg_mask), [t(7, 4), t(3, 3, 4)],
+              seed=0)
+    gradcheck(lambda a: context_mean(a, window_mask), [t(7, 4)], seed=0)
+    keep = Tensor(np.array([[1.0, 1, 0], [0, 0, 0], [1, 0, 1]]), device=device)
+    gradcheck(lambda a, b: centre_word_loss(a, b, keep), [t(3, 4), t(3, 3, 4)], seed=0)
 
 
 def test_sparse_embedding_and_sgd_on_device(device):

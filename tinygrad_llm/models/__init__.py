@@ -1,6 +1,8 @@
 """Whole models, one per file: ``gpt`` (GPT-2's architecture), ``word2vec`` (skip-gram, CBOW)."""
 
 from tinygrad_llm.models.gpt import GPT, GPTConfig
-from tinygrad_llm.models.word2vec import CBOW, KeyedVectors, SkipGram, Word2Vec
+from tinygrad_llm.models.keyed_vectors import KeyedVectors
+from tinygrad_llm.models.word2vec import CBOW, SkipGram
+from tinygrad_llm.models.word2vec_trainer import Word2Vec
 
 __all__ = ["GPT", "GPTConfig", "SkipGram", "CBOW", "Word2Vec", "KeyedVectors"]

@@ -10,7 +10,9 @@ The math and the algorithms are in docs/tokenizer.md. Command line:
 from ._files import TokenizerFileError
 from .bpe import GPT2_PATTERN, GPT4_PATTERN, PATTERNS, BPETokenizer
 from .char import CharTokenizer
+from .sentences import LineSentence, text_to_sentences, tokenize
 from .word import WordTokenizer
 
 __all__ = ["BPETokenizer", "CharTokenizer", "WordTokenizer", "TokenizerFileError",
-           "GPT2_PATTERN", "GPT4_PATTERN", "PATTERNS"]
+           "GPT2_PATTERN", "GPT4_PATTERN", "PATTERNS",
+           "LineSentence", "text_to_sentences", "tokenize"]
