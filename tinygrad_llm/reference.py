@@ -1,16 +1,18 @@
 r"""The same math from primitives, to read: each fast path's readable twin.
 
 The fast paths in tinygrad_llm/ops (softmax, cross-entropy, layer norm, GELU, attention, the
-word2vec losses) are single Functions: one forward that fuses several steps, working in place,
-and a backward derived by hand. They are quick but take some reading. Each function here computes
-the same thing the plain way, as a short composition of Tensor primitives (exp, log, sum, max,
-mean, matmul, sqrt, tanh, indexing, where), so autograd derives the backward from the forward
-alone. Read these to learn what an op computes; read the Function beside it to see how it is made
-fast. The Adam step, which has no graph, is written on plain arrays.
+word2vec losses, the recurrent cells) are single Functions: one forward that fuses several
+steps, working in place, and a backward derived by hand. They are quick but take some reading.
+Each function here computes the same thing the plain way, as a short composition of Tensor
+primitives (exp, log, sum, max, mean, matmul, sqrt, tanh, indexing, where), so autograd derives
+the backward from the forward alone. Read these to learn what an op computes; read the
+Function beside it to see how it is made fast. The Adam step, which has no graph, is written on
+plain arrays.
 
-The fast paths must equal these: tests/test_reference.py holds them equal, outputs and gradients
-against a random upstream gradient, in float64 (to about 1e-10) and in float32. Each fast path's
-docstring ends with "Reference: tinygrad_llm.reference.<name>". Speed is not a goal here: no
+The fast paths must equal these, and the tests hold them equal (tests/test_reference.py, and
+the recurrent cells' own test modules): outputs and gradients against a random upstream
+gradient, in float64 (to about 1e-10) and in float32. Each fast path's docstring ends with
+"Reference: tinygrad_llm.reference.<name>". Speed is not a goal here: no
 in-place updates, no saved state, every temporary kept.
 
 Dimension letters: N rows, C classes or channels, B batch, nh heads, Tq query and T key positions,
@@ -127,17 +129,17 @@ _ERF_CLIP = 6.0          # erf(6) = 1 - 2e-17, which is 1 in float64
 def normal_cdf(x):
     r"""Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, from primitives.
 
-    erf has no primitive, so it is built from one with a series whose terms are all positive
-    (so no digits cancel as they add up; Abramowitz and Stegun 7.1.6):
+    There is no erf primitive, so erf is summed from a series whose terms are all positive
+    (no digits cancel as they add up; Abramowitz and Stegun 7.1.6):
 
         erf(z) = 2/sqrt(pi) e^{-z^2} sum_{n >= 0} (2 z^2)^n z / (1 * 3 * 5 * ... * (2n + 1))
 
-    summed by Horner's rule from the inside out, with z clipped to [-6, 6] (beyond that erf is
-    +-1 to float64 rounding and the clipped gradient, below e^{-36}, is too). The term ratio
-    2 z^2 / (2n + 3) falls below 1 after n = z^2, so ``_ERF_TERMS`` = 100 terms reach float64
-    rounding: erf is within 1.2e-15 of the exact value on [-6, 6] (a few units in the last
-    place; the rounding of e^{-z^2} at |z| near 6 is the largest part). Autograd differentiates
-    the series, giving Phi'(x) = phi(x) = e^{-x^2/2} / sqrt(2 pi) to within 1e-14.
+    by Horner's rule from the inside out, for n = 0 .. N, N = ``_ERF_TERMS``, with z clipped to
+    [-6, 6] (beyond, erf is +-1 to float64 rounding, and its slope, below e^{-36}, rounds away).
+    The ratio of one term to the one before, 2 z^2 / (2n + 1), falls below 1 once n > z^2, so
+    N = 100 reaches float64 rounding: erf is within 1.2e-15 of the exact value on [-6, 6] (a
+    few units in the last place). Autograd differentiates the series, giving
+    Phi'(x) = phi(x) = e^{-x^2/2} / sqrt(2 pi) to within 1e-14.
 
     The series runs in float64 whatever x's dtype, and Phi is rounded once to x's dtype: a
     reference aims at the exact value, and in float32 the series' few units of rounding near
