@@ -244,8 +244,8 @@ class GELU(Function):
     - float32 CuPy arrays with the CUDA kernels on: kernels/gelu.cu, with CUDA's ``erff``;
       backward recomputes the slope from x instead of saving it.
 
-    Reference: tinygrad_llm.reference.gelu (tests/test_reference.py checks each float path
-    against it in its own dtype).
+    Reference: tinygrad_llm.reference.gelu (tests/test_reference.py checks the float64 and the
+    float32 path against it, each in its own dtype).
     """
 
     kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
