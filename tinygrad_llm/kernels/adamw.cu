@@ -1,6 +1,6 @@
 // Adam / AdamW over one flat float32 buffer: one thread per element (a grid-stride loop).
 // Compiled with --fmad=false and written in the same operation order as tinygrad_llm/optim.py
-// (Adam._update), so each float32 rounding step matches the NumPy update:
+// (optim.adam_update_), so each float32 rounding step matches the NumPy update:
 //
 //     p <- p decay                          (AdamW: decay = 1 - lr wd;  Adam: decay = 1)
 //     g <- g + l2 p                          (Adam: l2 = wd;  AdamW: l2 = 0)
