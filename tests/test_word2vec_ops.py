@@ -162,6 +162,17 @@ def test_context_mean_and_centre_word_loss_gradcheck(B, W, K, D, seed):
     gradcheck(lambda a, u: centre_word_loss(a, u), [h, u_out], seed=seed)
 
 
+def test_centre_word_loss_equals_sgns_loss():
+    rng = np.random.default_rng(9)
+    h = rng.standard_normal((5, 4))
+    u_out = rng.standard_normal((5, 3, 4))
+    mask = np.ones((5, 3))
+    mask[1, 2] = 0                                          # a dropped noise word
+    expected = sgns_loss(Tensor(h), Tensor(u_out[:, 0]), Tensor(u_out[:, 1:]), mask[:, 1:])
+    np.testing.assert_allclose(centre_word_loss(Tensor(h), Tensor(u_out), mask).numpy(),
+                               expected.numpy(), rtol=1e-12)
+
+
 def test_window_spread_is_the_adjoint_of_window_sum():
     # <window_sum(v, w), g> = <v, window_spread(g, w)> for every v and g
     rng = np.random.default_rng(6)

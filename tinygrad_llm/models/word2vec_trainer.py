@@ -133,14 +133,10 @@ class Word2Vec:
 
         Each epoch: subsample the corpus, shrink each centre word's window at random, draw
         every centre's K noise words, then walk the centre words in order in mini-batches of
-        ``batch_size``. Each mini-batch is one step of the engine::
-
-            loss = module.window_loss(pos_ids, out_ids, ctx_mask, neg_keep)   (B,)
-            loss.sum().backward();  optimizer.step();  optimizer.zero_grad()
-
-        with SGD's learning rate falling linearly from alpha to min_alpha over all epochs
-        (docs/word2vec.md). ``train_stats`` then holds the time, the words/s and each epoch's
-        mean loss per centre word.
+        ``batch_size``, each one ``train_step`` (forward, backward, SGD), with SGD's learning
+        rate falling linearly from alpha to min_alpha over all epochs (docs/word2vec.md).
+        ``train_stats`` then holds the time, the words/s and each epoch's mean loss per centre
+        word.
         """
         if self.module is None:
             raise RuntimeError("Word2Vec.train: call build_vocab first (or pass the corpus to "
@@ -149,7 +145,8 @@ class Word2Vec:
         progress = self.progress if progress is None else progress
         ids, sentence_of, raw_words = self._encode(_corpus(sentences, corpus_file))
         rng = np.random.default_rng(self.seed + 1)
-        optimizer = self._optimizer()
+        # plain SGD on both tables: row-sparse gradients allow no momentum or weight decay
+        optimizer = SGD(self.module.parameters(), lr=self.alpha)
         W, K, B = self.window, self.negative, self.batch_size
         bar = _progress_bar(epochs * raw_words) if progress else None
         effective, start, N = 0, time.perf_counter(), max(len(ids), 1)
@@ -183,11 +180,6 @@ class Word2Vec:
                             "raw_words_per_second": epochs * raw_words / max(seconds, 1e-9),
                             "epoch_loss": epoch_loss}
         return effective, epochs * raw_words
-
-    def _optimizer(self):
-        """Plain SGD on both tables (row-sparse gradients need it plain: no momentum)."""
-        params = [self.module.in_embed.weight, self.module.out_embed.weight]
-        return SGD(params, lr=self.alpha)
 
     def _encode(self, sentences):
         """The corpus as word ids (N,) with each position's sentence number (N,), dropping
@@ -301,7 +293,7 @@ def cbow_gensim_backward(module, pos_ids, out_ids, ctx_mask, neg_keep):
 
 # ---- the sampling rules, as functions (tested against their formulas) -------------------------
 def epoch_plan(ids, sentence_of, keep_prob, cdf, window, negative, rng):
-    r"""One epoch's random choices, for the whole corpus at once (N positions, M kept).
+    r"""One epoch's random choices for a stretch of the corpus, at once (N positions, M kept).
 
     1. Subsample: keep each occurrence of word w with probability keep_prob[w].
     2. Shrink each centre word's window to reach = window - b, b ~ U{0..window-1}, so reach is

@@ -184,7 +184,7 @@ def _keep(u_out, neg_mask):
     if neg_mask is None:
         return xp.ones((B, K1), u_out.dtype)                               # (B, K+1)
     ones = xp.ones((B, 1), u_out.dtype)
-    return xp.concatenate([ones, neg_mask.astype(u_out.dtype, copy=False)], axis=1)
+    return xp.concatenate([ones, neg_mask.astype(u_out.dtype, copy=False)], axis=1)  # (B, K+1)
 
 
 def _scores_to_loss(s, keep):
@@ -200,8 +200,7 @@ def _scores_to_loss(s, keep):
     """
     xp = backend.get_xp(s)
     th = xp.tanh(s * 0.5)                                                  # (B, K+1, ...)
-    abs_s = xp.abs(s)
-    terms = (s + abs_s) * 0.5                                              # max(s, 0)
+    terms = (s + xp.abs(s)) * 0.5                                          # max(s, 0)
     terms -= xp.log((1 + xp.abs(th)) * 0.5)                                # softplus(s)
     terms[:, 0] -= s[:, 0]                                # softplus(-s) = softplus(s) - s
     G = (th + 1) * 0.5                                                     # sigma(s)
@@ -316,6 +315,9 @@ class ContextMean(Function):
         count = max(sum_c ctx_mask, 1)                                     (B,)
         h[t] = sum_c ctx_mask[t, c] v_pos[t + W + offsets[c]] / count[t]    (B, D)
         dv_pos[t + W + offsets[c]] += ctx_mask[t, c] dh[t] / count[t]       (P, D)
+
+    Then ``CentreWordLoss`` on h is CBOW's loss. Reference: ``CBOWLoss`` on the gathered context
+    vectors (a test holds the two equal, values and gradients, in float64 and float32).
     """
 
     def forward(self, v_pos, ctx_mask):
@@ -350,6 +352,8 @@ class CentreWordLoss(Function):
         G = dloss[:, None] * mask * (sigma(s) - label)                     (B, K+1)
         dh[t] = sum_j G[t, j] u_out[t, j]                                  (B, D)
         du_out = G[:, :, None] * h[:, None, :]                             (B, K+1, D)
+
+    Reference: ``SGNSLoss`` with v = h, u_pos = u_out[:, 0] and u_neg = u_out[:, 1:].
     """
 
     def forward(self, h, u_out, mask=None):
@@ -378,6 +382,7 @@ class CentreWordLoss(Function):
 def centre_mask(ctx_mask, neg_mask):
     r"""Which output words count, (B, K+1): 1 for the centre word (j = 0) and its kept noise
     words (``neg_mask`` (B, K)), all 0 for a centre word with no context (``ctx_mask`` (B, C))."""
+    ctx_mask, neg_mask = _raw(ctx_mask), _raw(neg_mask)
     xp = backend.get_xp(ctx_mask)
     has_context = (ctx_mask.sum(axis=1) > 0).astype(neg_mask.dtype)[:, None]    # (B, 1)
     return xp.concatenate([has_context, neg_mask * has_context], axis=1)        # (B, K+1)
