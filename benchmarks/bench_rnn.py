@@ -12,6 +12,7 @@ note the load (``uptime``) next to it.
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -24,26 +25,6 @@ from tinygrad_llm import Tensor
 from tinygrad_llm.nn.gru import GRU
 from tinygrad_llm.nn.lstm import LSTM
 from tinygrad_llm.nn.rnn import RNN
-from tinygrad_llm.tensor import stack
-
-
-class UnfusedLSTM(LSTM):
-    """The same LSTM, but every step composed of primitives (matmul, slices, sigmoid, tanh,
-    *, +), so autograd records ~20 Functions per step: the baseline the fused layer replaces.
-    (Benchmark only: no lengths= and no reverse direction.)"""
-
-    def _layer(self, x, h, c, weights, lengths, reverse):
-        w_ih, w_hh, b_ih, b_hh = weights
-        H = self.hidden_size
-        outs = []
-        for t in range(x.shape[0]):
-            gates = x[t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh                # (B, 4H)
-            i, f = gates[:, :H].sigmoid(), gates[:, H:2 * H].sigmoid()
-            g, o = gates[:, 2 * H:3 * H].tanh(), gates[:, 3 * H:].sigmoid()
-            c = f * c + i * g
-            h = o * c.tanh()
-            outs.append(h)
-        return stack(outs), h, c
 
 
 def vanishing(steps=100, batch=16, size=32, seed=0, distances=(0, 5, 10, 20, 40, 60, 99)):
@@ -52,7 +33,8 @@ def vanishing(steps=100, batch=16, size=32, seed=0, distances=(0, 5, 10, 20, 40,
     Loss L = sum(out[T-1] * g) with a random g; we print ||dL/dx_{T-1-k}|| (the norm over the
     (B, I) slice, averaged per sequence) for RNN (tanh), LSTM and GRU with torch's default
     initialisation, float64, same input for all; and the LSTM with b_f added to the forget
-    gate's bias (f_t nearer 1: the cell path dc_{t-1} = dc_t * f_t decays more slowly)."""
+    gate's bias (f_t nearer 1: the cell path dc_{t-1} = f_t (dc_t + dh_t o_t (1 - tanh^2 c_t))
+    decays more slowly)."""
     rng = np.random.default_rng(seed)
     x_np = rng.standard_normal((steps, batch, size))                        # (T, B, I)
     g = rng.standard_normal((batch, size))                                  # (B, H)
@@ -99,8 +81,8 @@ def main():
                    help="BLAS threads for both: torch.set_num_threads and, through threadpoolctl "
                         "(if installed), NumPy's BLAS (default: each library's default)")
     p.add_argument("--mode", choices=["lstm", "gru", "rnn", "lstm-unfused"], default="lstm",
-                   help="lstm-unfused: the same LSTM composed of primitives step by step (what "
-                        "the fused Functions replace), to see what fusion buys")
+                   help="lstm-unfused: the same LSTM run from the reference cell step by step "
+                        "(LSTM(fused=False): ~20 Functions per step), to see what fusion buys")
     p.add_argument("--vanishing", action="store_true",
                    help="run the gradient-norm-vs-distance experiment instead (docs/rnn.md)")
     args = p.parse_args()
@@ -119,7 +101,8 @@ def main():
     tinygrad_llm.manual_seed(0)
     ours_cls, torch_cls = {"lstm": (LSTM, torch.nn.LSTM), "gru": (GRU, torch.nn.GRU),
                            "rnn": (RNN, torch.nn.RNN),
-                           "lstm-unfused": (UnfusedLSTM, torch.nn.LSTM)}[args.mode]
+                           "lstm-unfused": (functools.partial(LSTM, fused=False),
+                                            torch.nn.LSTM)}[args.mode]
     ref = torch_cls(args.input, args.hidden, args.layers)
     ours = ours_cls(args.input, args.hidden, args.layers)
     ours.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})

@@ -1,78 +1,100 @@
-"""tinygrad_llm/nn/lstm.py and the fused LSTM Functions of ops/rnn.py against the same cell
-composed of primitives (forward values and every gradient, random upstream, float64).
+"""tinygrad_llm/nn/lstm.py and the fused LSTM Functions of ops/rnn.py against their reference,
+``tinygrad_llm.reference.lstm_cell`` (run step by step for a layer): every output and every
+gradient, random upstream gradients, float64, for each subset of the outputs that the loss may
+use (an unused output reaches the fused backward as None).
 
-Torch parity, gradcheck and bad input for LSTM/LSTMCell are in tests/test_rnn.py (shared with
-the RNN and GRU).
+Torch parity, gradcheck, fused against reference modules and bad input for LSTM/LSTMCell are in
+tests/test_rnn.py (shared with the RNN and GRU).
 """
 
 import numpy as np
 import pytest
 
-from tinygrad_llm import Tensor
+from tinygrad_llm import Tensor, where
 from tinygrad_llm.nn.lstm import LSTM
 from tinygrad_llm.ops import rnn as ops_rnn
+from tinygrad_llm.reference import lstm_cell
 from tinygrad_llm.tensor import stack
 
 
-def lstm_cell_primitives(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """The LSTM step of the docstrings, one primitive per symbol (autograd derives backward)."""
-    H = h.shape[1]
-    gates = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh                           # (B, 4H)
-    i = gates[:, :H].sigmoid()
-    f = gates[:, H:2 * H].sigmoid()
-    g = gates[:, 2 * H:3 * H].tanh()
-    o = gates[:, 3 * H:].sigmoid()
-    c_new = f * c + i * g
-    h_new = o * c_new.tanh()
-    return h_new, c_new
-
-
-def _values_and_grads(fn, arrays, upstream):
+def values_and_grads(fn, arrays, upstreams, used):
+    """Run ``fn`` on tensors of ``arrays``, backward from sum_k (y_k * upstream_k) over the
+    outputs ``used``; return every output and every input's gradient."""
     ts = [Tensor(a, requires_grad=True) for a in arrays]
-    y = fn(*ts)
-    y.backward(Tensor(upstream))
-    return [y.numpy()] + [t.grad.numpy() for t in ts]
+    ys = fn(*ts)
+    loss = None
+    for k in used:
+        term = (ys[k] * Tensor(upstreams[k])).sum()
+        loss = term if loss is None else loss + term
+    loss.backward()
+    return [y.numpy() for y in ys] + [t.grad.numpy() for t in ts]
 
 
+@pytest.mark.parametrize("used", [(0, 1), (0,), (1,)], ids=["h-c", "h", "c"])
 @pytest.mark.parametrize("B,I,H", [(1, 1, 1), (4, 3, 5), (2, 7, 3)])
-def test_fused_lstm_cell_matches_primitives(B, I, H):
+def test_fused_lstm_cell_matches_reference(B, I, H, used):
     rng = np.random.default_rng(B + I + H)
     arrays = [rng.standard_normal(s) * 2 for s in
               ((B, I), (B, H), (B, H), (4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
-    up = rng.standard_normal((2, B, H))
-    fused = _values_and_grads(ops_rnn.LSTMCell.apply, arrays, up)
-    composed = _values_and_grads(lambda *a: stack(list(lstm_cell_primitives(*a))), arrays, up)
-    for a, b in zip(fused, composed):
-        np.testing.assert_allclose(a, b, atol=1e-12)
+    ups = [rng.standard_normal((B, H)) for _ in range(2)]
+    fused = values_and_grads(ops_rnn.LSTMCell.apply, arrays, ups, used)
+    ref = values_and_grads(lstm_cell, arrays, ups, used)
+    for a, b in zip(fused, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+def unrolled_lstm(x, h, c, *weights, lengths=None, reverse=False):
+    """The layer as a loop of the reference cell, a padding step (m = [t < lengths]) written
+    h_t = where(m, h_new, h_{t-1}) (c likewise), out_t = where(m, h_new, 0)."""
+    T, B = x.shape[:2]
+    out = [None] * T
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        h_new, c_new = lstm_cell(x[t], h, c, *weights)
+        m = np.ones((B, 1), bool) if lengths is None else (t < lengths)[:, None]   # (B, 1)
+        out[t] = where(m, h_new, 0.0)
+        h, c = where(m, h_new, h), where(m, c_new, c)
+    return stack(out), h, c                                                 # (T, B, H)
+
+
+@pytest.mark.parametrize("used", [(0, 1, 2), (0,), (1,), (2,), (1, 2)],
+                         ids=["out-h_n-c_n", "out", "h_n", "c_n", "h_n-c_n"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("lengths", [None, [4, 1, 3]])
-def test_fused_lstm_layer_matches_unrolled_primitives(reverse, lengths):
-    """LSTMLayer (one Function, hand-written BPTT) against the loop of the primitive cell, with
-    padding steps written as h = m * h_new + (1 - m) * h."""
+def test_fused_lstm_layer_matches_unrolled_reference(reverse, lengths, used):
+    """LSTMLayer (one Function, hand-written BPTT) against the loop of the reference cell."""
     rng = np.random.default_rng(0)
     T, B, I, H = 4, 3, 2, 3
     arrays = [rng.standard_normal(s) for s in
               ((T, B, I), (B, H), (B, H), (4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
-    up = rng.standard_normal((T + 2, B, H))
+    ups = [rng.standard_normal(s) for s in ((T, B, H), (B, H), (B, H))]
     lens = None if lengths is None else np.array(lengths)
+    fused = values_and_grads(
+        lambda *a: ops_rnn.LSTMLayer.apply(*a, lengths=lens, reverse=reverse), arrays, ups, used)
+    ref = values_and_grads(lambda *a: unrolled_lstm(*a, lengths=lens, reverse=reverse),
+                           arrays, ups, used)
+    for a, b in zip(fused, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
-    def unrolled(x, h, c, *w):
-        outs = [None] * T
-        for t in (range(T - 1, -1, -1) if reverse else range(T)):
-            h_new, c_new = lstm_cell_primitives(x[t], h, c, *w)
-            m = np.ones((B, 1)) if lens is None else (t < lens)[:, None].astype(float)
-            outs[t] = h_new * m
-            h = h_new * m + h * (1 - m)
-            c = c_new * m + c * (1 - m)
-        return stack(outs + [h, c])                                         # (T+2, B, H)
 
-    fused = _values_and_grads(
-        lambda *a: ops_rnn.LSTMLayer.apply(*a, lengths=lens, reverse=reverse), arrays, up)
-    composed = _values_and_grads(unrolled, arrays, up)
-    for a, b in zip(fused, composed):
-        np.testing.assert_allclose(a, b, atol=1e-12)
+def test_unused_outputs_reach_the_fused_backward_as_none(monkeypatch):
+    """Only ``out`` is used: LSTMLayer.backward gets dh_n = dc_n = None (no zero buffers); and
+    LSTMCell.backward gets dc_new = None when only h_new is used."""
+    seen = []
+    for cls in (ops_rnn.LSTMLayer, ops_rnn.LSTMCell):
+        original = cls.backward
+
+        def spy(self, *dys, original=original):
+            seen.append((type(self).__name__, [dy is None for dy in dys]))
+            return original(self, *dys)
+        monkeypatch.setattr(cls, "backward", spy)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    out, _ = LSTM(3, 4)(Tensor(x, requires_grad=True))
+    out.sum().backward()
+    h, c = Tensor(np.zeros((2, 4), np.float32)), Tensor(np.zeros((2, 4), np.float32))
+    params = [Tensor(np.ones(s, np.float32), requires_grad=True) for s in ((16, 3), (16, 4))]
+    h_new, _ = ops_rnn.LSTMCell.apply(Tensor(x[0]), h, c, *params)
+    h_new.sum().backward()
+    assert seen == [("LSTMLayer", [False, True, True]), ("LSTMCell", [False, True])]
 
 
 def test_forget_gate_bias_controls_memory():

@@ -6,13 +6,18 @@ Shared across the three families, parametrised:
   multi-layer, bidirectional, batch_first, bias=False and ``lengths=`` (against torch's packed
   sequences);
 - float64 gradcheck with a random upstream gradient for every cell and every full layer over
-  hypothesis-chosen sizes, ``lengths=`` included, through every input and parameter;
+  hypothesis-chosen sizes, ``lengths=`` included, through every input and parameter; and with
+  only one output used (only ``out``, only h_n, only c_n), so the fused backward gets None for
+  the others;
+- the fused modules (``fused=True``) against the same modules run from the reference cells
+  (``fused=False``): every output and every gradient, float64 to 1e-12 and float32 to 1e-5
+  (the reference's sigmoid rounds differently: observed differences ~3e-6);
 - bad input: wrong rank or feature size (expected and actual shapes in the message), wrong h0/c0,
   lengths of 0 or > T;
 - lengths semantics, unbatched input, state passed in and returned, torch's names and init.
 
-The RNN cell against its composition of primitives is here; the LSTM's and GRU's are in
-tests/test_lstm.py and tests/test_gru.py.
+The RNN Functions against the reference cell (``tinygrad_llm.reference.rnn_cell``) are here;
+the LSTM's and GRU's are in tests/test_lstm.py and tests/test_gru.py.
 """
 
 import math
@@ -22,13 +27,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinygrad_llm import Tensor, no_grad
+from tinygrad_llm import Tensor, no_grad, where
 from tinygrad_llm.nn.gru import GRU, GRUCell
 from tinygrad_llm.nn.lstm import LSTM, LSTMCell
 from tinygrad_llm.nn.rnn import RNN, RNNCell
 from tinygrad_llm.ops import rnn as ops_rnn
+from tinygrad_llm.reference import rnn_cell
 from tinygrad_llm.tensor import stack
-from tinygrad_llm.testing import gradcheck
+from tinygrad_llm.testing import gradcheck, module_gradcheck
 
 LAYERS = {  # name: (our class, torch class name, extra constructor kwargs)
     "rnn_tanh": (RNN, "RNN", {}),
@@ -181,7 +187,7 @@ def test_cell_matches_torch(family, batched, bias):
 
 # ---- gradcheck: every input and every parameter, random upstream -------------------------------
 
-def _packed_outputs(family, out, state):
+def _every_output_as_one(family, out, state):
     """One tensor from every output, so gradcheck's random upstream reaches all of them."""
     from tinygrad_llm.tensor import concatenate
     states = list(state) if family == "lstm" else [state]
@@ -212,7 +218,7 @@ def test_layer_gradcheck(family, T, B, I, H, num_layers, bidirectional, batch_fi
         st_in, ps = rest[:n_states], rest[n_states:]
         hx = tuple(st_in) if family == "lstm" else st_in[0]
         out, state = call_with_params(layer, names, ps, x, hx, lengths=lengths)
-        return _packed_outputs(family, out, state)
+        return _every_output_as_one(family, out, state)
 
     assert gradcheck(f, [x, *states, *params], seed=0)
 
@@ -241,67 +247,186 @@ def test_cell_gradcheck(family, B, I, H, bias):
     assert gradcheck(f, [x, *states, *params], seed=0)
 
 
-# ---- the RNN cell against its composition of primitives ----------------------------------------
+ONE_OUTPUT = [(family, used) for family in LAYERS
+              for used in ("out", "h_n") + (("c_n",) if family == "lstm" else ())]
 
-def rnn_cell_primitives(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
-    a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh                               # (B, H)
-    return a.tanh() if nonlinearity == "tanh" else a.relu()
+
+@pytest.mark.parametrize("family,used", ONE_OUTPUT, ids=["-".join(u) for u in ONE_OUTPUT])
+@pytest.mark.parametrize("config", [{}, {"num_layers": 2, "bidirectional": True,
+                                         "lengths": [3, 1]}],
+                         ids=["one-layer", "two-layers-bidirectional-lengths"])
+def test_layer_gradcheck_with_one_output_used(family, used, config):
+    """The loss reads one output only: the fused backward of the last layer gets None for the
+    others (dh_n and dc_n None when only ``out`` is used; dout None when only a final state is)."""
+    cls, _, extra = LAYERS[family]
+    config = dict(config)
+    lengths = config.pop("lengths", None)
+    layer = cls(2, 3, **config, **extra)
+    D = 2 if config.get("bidirectional") else 1
+    rng = np.random.default_rng(7)
+    x = Tensor(rng.standard_normal((3, 2, 2)), requires_grad=True)
+    states = [Tensor(rng.standard_normal((config.get("num_layers", 1) * D, 2, 3)),
+                     requires_grad=True) for _ in range(2 if family == "lstm" else 1)]
+
+    def f(x, *states):
+        out, state = layer(x, tuple(states) if family == "lstm" else states[0], lengths=lengths)
+        state = list(state) if family == "lstm" else [state]
+        return {"out": out, "h_n": state[0], "c_n": state[-1]}[used]
+
+    assert module_gradcheck(layer, f, [x, *states], seed=0)
+
+
+@pytest.mark.parametrize("used", [0, 1], ids=["h_new", "c_new"])
+def test_lstm_cell_gradcheck_with_one_output_used(used):
+    cell = LSTMCell(3, 4)
+    rng = np.random.default_rng(3)
+    x, h, c = (Tensor(rng.standard_normal(s), requires_grad=True) for s in ((2, 3), (2, 4), (2, 4)))
+    assert module_gradcheck(cell, lambda x, h, c: cell(x, (h, c))[used], [x, h, c], seed=0)
+
+
+# ---- the fused modules against the reference modules (fused=False) -----------------------------
+
+TOLERANCES = {"float64": {"rtol": 1e-12, "atol": 1e-12}, "float32": {"rtol": 1e-5, "atol": 1e-5}}
+
+
+def _run_with_random_upstream(module, x, states, upstream_rng, **kwargs):
+    """Call ``module``, backward from sum_k (output_k * random_k) over every output (out, h_n,
+    and c_n); return the outputs, then the gradients of x, of each state and of each
+    parameter."""
+    x = Tensor(x, requires_grad=True)
+    states = [Tensor(s, requires_grad=True) for s in states]
+    is_pair = len(states) == 2
+    result = module(x, tuple(states) if is_pair else states[0], **kwargs)
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], tuple):
+        outputs = [result[0], *result[1]]                                   # out, (h_n, c_n)
+    elif isinstance(result, tuple):
+        outputs = list(result)                                              # out, h_n or h, c
+    else:
+        outputs = [result]                                                  # a cell's h_new
+    loss = None
+    for y in outputs:
+        term = (y * Tensor(upstream_rng.standard_normal(y.shape).astype(y.dtype))).sum()
+        loss = term if loss is None else loss + term
+    loss.backward()
+    return ([y.numpy() for y in outputs] + [x.grad.numpy()] + [s.grad.numpy() for s in states]
+            + [p.grad.numpy() for p in module.parameters()])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("family", list(LAYERS))
+@pytest.mark.parametrize("config", [
+    {},
+    {"num_layers": 2, "bidirectional": True},
+    {"num_layers": 2, "bidirectional": True, "lengths": [5, 2, 4]},
+    {"batch_first": True, "bias": False, "lengths": [1, 5, 3]},
+], ids=["default", "two-layers-bidirectional", "with-lengths", "batch_first-no-bias-lengths"])
+def test_fused_layer_equals_reference_layer(family, config, dtype):
+    cls, _, extra = LAYERS[family]
+    config = dict(config)
+    lengths = config.pop("lengths", None)
+    fused = cls(4, 6, **config, **extra).to(dtype=dtype)
+    ref = cls(4, 6, **config, **extra, fused=False).to(dtype=dtype)
+    ref.load_state_dict(fused.state_dict())
+    assert not ref.fused and "fused=False" in repr(ref)
+    L = config.get("num_layers", 1) * (2 if config.get("bidirectional") else 1)
+    rng = np.random.default_rng(5)
+    T, B = 5, 3
+    x = rng.standard_normal((B, T, 4) if config.get("batch_first") else (T, B, 4)).astype(dtype)
+    states = [rng.standard_normal((L, B, 6)).astype(dtype)
+              for _ in range(2 if family == "lstm" else 1)]
+    a = _run_with_random_upstream(fused, x, states, np.random.default_rng(6), lengths=lengths)
+    b = _run_with_random_upstream(ref, x, states, np.random.default_rng(6), lengths=lengths)
+    assert len(a) == len(b) == 1 + len(states) + 1 + len(states) + len(list(fused.parameters()))
+    for u, v in zip(a, b):
+        assert u.dtype == v.dtype == dtype
+        np.testing.assert_allclose(u, v, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("family", list(CELLS))
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_cell_equals_reference_cell(family, bias, dtype):
+    cls, _, extra = CELLS[family]
+    fused = cls(4, 6, bias=bias, **extra).to(dtype=dtype)
+    ref = cls(4, 6, bias=bias, **extra, fused=False).to(dtype=dtype)
+    ref.load_state_dict(fused.state_dict())
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4)).astype(dtype)
+    states = [rng.standard_normal((3, 6)).astype(dtype)
+              for _ in range(2 if family == "lstm" else 1)]
+    a = _run_with_random_upstream(fused, x, states, np.random.default_rng(9))
+    b = _run_with_random_upstream(ref, x, states, np.random.default_rng(9))
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, **TOLERANCES[dtype])
+
+
+# ---- the RNN Functions against the reference cell ----------------------------------------------
+
+def _values_and_grads(fn, arrays, upstreams, used):
+    """Run ``fn`` on tensors of ``arrays``, backward from sum_k (y_k * upstream_k) over the
+    outputs ``used``; return every output and every input's gradient."""
+    ts = [Tensor(a, requires_grad=True) for a in arrays]
+    ys = fn(*ts)
+    ys = ys if isinstance(ys, tuple) else (ys,)
+    loss = None
+    for k in used:
+        term = (ys[k] * Tensor(upstreams[k])).sum()
+        loss = term if loss is None else loss + term
+    loss.backward()
+    return [y.numpy() for y in ys] + [t.grad.numpy() for t in ts]
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_fused_rnn_cell_matches_primitives(nonlinearity):
+def test_fused_rnn_cell_matches_reference(nonlinearity):
     rng = np.random.default_rng(0)
     B, I, H = 4, 3, 5
     arrays = [rng.standard_normal(s) for s in ((B, I), (B, H), (H, I), (H, H), (H,), (H,))]
-    up = rng.standard_normal((B, H))
-    grads = []
-    for fn in (lambda *a: ops_rnn.RNNCell.apply(*a, nonlinearity=nonlinearity),
-               lambda *a: rnn_cell_primitives(*a, nonlinearity)):
-        ts = [Tensor(a, requires_grad=True) for a in arrays]
-        y = fn(*ts)
-        y.backward(Tensor(up))
-        grads.append([y.numpy()] + [t.grad.numpy() for t in ts])
-    for a, b in zip(*grads):
-        np.testing.assert_allclose(a, b, atol=1e-12)
+    ups = [rng.standard_normal((B, H))]
+    fused = _values_and_grads(
+        lambda *a: ops_rnn.RNNCell.apply(*a, nonlinearity=nonlinearity), arrays, ups, (0,))
+    ref = _values_and_grads(lambda *a: rnn_cell(*a, nonlinearity=nonlinearity), arrays, ups,
+                            (0,))
+    for a, b in zip(fused, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("used", [(0, 1), (0,), (1,)], ids=["out-h_n", "out", "h_n"])
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("lengths", [None, [4, 1, 3]])
-def test_fused_rnn_layer_matches_unrolled_primitives(nonlinearity, reverse, lengths):
-    """RNNLayer (one Function, hand-written BPTT) against the loop of the primitive cell, with
-    padding steps written as h = m * h_new + (1 - m) * h and out = m * h_new."""
+def test_fused_rnn_layer_matches_unrolled_reference(nonlinearity, reverse, lengths, used):
+    """RNNLayer (one Function, hand-written BPTT) against the loop of the reference cell, a
+    padding step (m = [t < lengths]) written h_t = where(m, h_new, h_{t-1}),
+    out_t = where(m, h_new, 0)."""
     rng = np.random.default_rng(0)
     T, B, I, H = 4, 3, 2, 3
     arrays = [rng.standard_normal(s) for s in ((T, B, I), (B, H), (H, I), (H, H), (H,), (H,))]
-    up = rng.standard_normal((T + 1, B, H))
+    ups = [rng.standard_normal(s) for s in ((T, B, H), (B, H))]
     lens = None if lengths is None else np.array(lengths)
 
     def unrolled(x, h, *w):
-        outs = [None] * T
+        out = [None] * T
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
-            h_new = rnn_cell_primitives(x[t], h, *w, nonlinearity)
-            m = np.ones((B, 1)) if lens is None else (t < lens)[:, None].astype(float)
-            outs[t] = h_new * m
-            h = h_new * m + h * (1 - m)
-        return stack(outs + [h])                                            # (T+1, B, H)
+            h_new = rnn_cell(x[t], h, *w, nonlinearity=nonlinearity)
+            m = np.ones((B, 1), bool) if lens is None else (t < lens)[:, None]     # (B, 1)
+            out[t] = where(m, h_new, 0.0)
+            h = where(m, h_new, h)
+        return stack(out), h                                                # (T, B, H), (B, H)
 
-    grads = []
-    for fn in (lambda *a: ops_rnn.RNNLayer.apply(*a, nonlinearity=nonlinearity, lengths=lens,
-                                                 reverse=reverse), unrolled):
-        ts = [Tensor(a, requires_grad=True) for a in arrays]
-        y = fn(*ts)
-        y.backward(Tensor(up))
-        grads.append([y.numpy()] + [t.grad.numpy() for t in ts])
-    for a, b in zip(*grads):
-        np.testing.assert_allclose(a, b, atol=1e-12)
+    fused = _values_and_grads(
+        lambda *a: ops_rnn.RNNLayer.apply(*a, nonlinearity=nonlinearity, lengths=lens,
+                                          reverse=reverse), arrays, ups, used)
+    ref = _values_and_grads(unrolled, arrays, ups, used)
+    for a, b in zip(fused, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
 @pytest.mark.parametrize("family", ["rnn_tanh", "lstm", "gru"])
-def test_layer_runs_on_the_cupy_stand_in(device, family):
-    """The fused layers use only the NumPy API that CuPy mirrors (tests/fake_cupy.py)."""
+def test_layer_runs_on_the_cupy_stand_in(device, family, fused):
+    """The layers use only the NumPy API that CuPy mirrors (tests/fake_cupy.py)."""
     cls, _, extra = LAYERS[family]
-    layer = cls(3, 4, num_layers=2, bidirectional=True, **extra).to(device)
+    layer = cls(3, 4, num_layers=2, bidirectional=True, fused=fused, **extra).to(device)
     x = Tensor(np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32),
                requires_grad=True, device=device)
     out, _ = layer(x, lengths=[5, 3])

@@ -12,10 +12,13 @@ For each layer and direction, at step t (torch's formula and gate order r, z, n)
 
 Names to symbols: ``weight_ih_l{k}`` = [W_ir W_iz W_in] (3H, I), ``weight_hh_l{k}`` =
 [W_hr W_hz W_hn] (3H, H), ``bias_ih_l{k}`` = [b_ir b_iz b_in], ``bias_hh_l{k}`` = [b_hr b_hz b_hn]
-(3H,); ``_reverse`` for the reverse direction. One fused Function per layer and direction
-(tinygrad_llm/ops/rnn.py, ``GRULayer``), backward through time derived in its docstring.
+(3H,); ``_reverse`` for the reverse direction. With ``fused=True`` (the default), one Function
+per layer and direction (tinygrad_llm/ops/rnn.py, ``GRULayer``), backward through time derived in
+its docstring; with ``fused=False``, the reference cell ``tinygrad_llm.reference.gru_cell`` step
+by step, autograd deriving the backward.
 """
 
+from tinygrad_llm import reference
 from tinygrad_llm.nn.rnn import RNNBase, RNNCellBase
 from tinygrad_llm.ops import rnn as _rnn
 
@@ -23,8 +26,9 @@ __all__ = ["GRUCell", "GRU"]
 
 
 class GRU(RNNBase):
-    r"""``out, h_n = gru(x, h0=None, lengths=None)``, torch.nn.GRU's arguments: GRU(input_size,
-    hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False).
+    r"""``out, h_n = gru(x, h0=None, lengths=None)``, torch.nn.GRU's arguments and ``fused``:
+    GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, device=None, fused=True).
 
     x (T, B, I) (batch_first: (B, T, I); unbatched (T, I)); out (T, B, D*H); h0, h_n (L*D, B, H).
     ``lengths`` (B,): padded steps keep h and output zeros; h_n is each last valid state.
@@ -36,10 +40,13 @@ class GRU(RNNBase):
         out, h_n, _ = self._run(x, h0, None, lengths)
         return out, h_n
 
-    def _layer(self, x, h0, c0, weights, lengths, reverse):
-        T = x.shape[0]
-        y = _rnn.GRULayer.apply(x, h0, *weights, lengths=lengths, reverse=reverse)  # (T+1, B, H)
-        return y[:T], y[T], None
+    def _fused_layer(self, x, h0, c0, weights, lengths, reverse):
+        out, h_n = _rnn.GRULayer.apply(x, h0, *weights, lengths=lengths,
+                                       reverse=reverse)                     # (T, B, H), (B, H)
+        return out, h_n, None
+
+    def _cell(self, x, h, c, weights):
+        return reference.gru_cell(x, h, *weights), None                     # (B, H)
 
 
 class GRUCell(RNNCellBase):
@@ -49,12 +56,14 @@ class GRUCell(RNNCellBase):
         n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn)),   h_new = (1 - z) * n + z * h
 
     ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh`` (3H,), stacked [r z n].
-    One fused Function (``ops.rnn.GRUCell``); its backward is derived in its docstring.
+    One fused Function (``ops.rnn.GRUCell``), its backward derived in its docstring; with
+    ``fused=False``, ``tinygrad_llm.reference.gru_cell`` from primitives instead.
     """
 
     gates = 3
 
     def forward(self, x, h=None):
         x, (h,), batched = self._check(x, [("h", h)])
-        h_new = _rnn.GRUCell.apply(x, h, *self.weights())                   # (B, H)
+        cell = _rnn.GRUCell.apply if self.fused else reference.gru_cell
+        h_new = cell(x, h, *self.weights())                                 # (B, H)
         return h_new if batched else h_new.squeeze(0)

@@ -2,21 +2,29 @@ r"""The LSTM: ``LSTMCell`` (one step) and ``LSTM`` (stacked, bidirectional, vari
 
 Dimension letters: T time, B batch, I input features, H hidden units, L layers, D directions.
 
-For each layer and direction, at step t (row vectors, torch's gate order i, f, g, o):
+For each layer and direction, at step t (row vectors, torch's gate order i, f, g, o), with
+a_i a_f a_g a_o the gates' pre-activations and i f g o the gates:
 
-    [i f g o]_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh           (B, 4H), then
-    i_t = sigma(.), f_t = sigma(.), g_t = tanh(.), o_t = sigma(.)
+    [a_i a_f a_g a_o]_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh     (B, 4H), then
+    i_t = sigma(a_i), f_t = sigma(a_f), g_t = tanh(a_g), o_t = sigma(a_o)
     c_t = f_t * c_{t-1} + i_t * g_t          the cell state: a gated running sum
     h_t = o_t * tanh(c_t)                    the output gate decides what the cell shows
 
 Names to symbols (torch's names and shapes): ``weight_ih_l{k}`` = [W_ii W_if W_ig W_io] (4H, I),
 ``weight_hh_l{k}`` = [W_hi W_hf W_hg W_ho] (4H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,);
-``_reverse`` for the reverse direction. Each direction of each layer is one fused Function with a
-hand-written backward through time (tinygrad_llm/ops/rnn.py, ``LSTMLayer``); the derivation, and
-why the path c_{t-1} -> c_t (dc_{t-1} = dc_t * f_t) keeps gradients from vanishing, are in
-docs/rnn.md.
+``_reverse`` for the reverse direction. With ``fused=True`` (the default) each direction of each
+layer is one Function with a hand-written backward through time (tinygrad_llm/ops/rnn.py,
+``LSTMLayer``); with ``fused=False`` the reference cell ``tinygrad_llm.reference.lstm_cell`` runs
+step by step and autograd derives the backward. Going back one step, the cell state's gradient
+is carried by
+
+    dc_{t-1} = f_t (dc_t + dh_t o_t (1 - tanh^2 c_t))
+
+(dc_t: what reaches c_t from step t+1; dh_t: all that reaches h_t). The derivation, and why this
+path keeps gradients from vanishing, are in docs/rnn.md.
 """
 
+from tinygrad_llm import reference
 from tinygrad_llm.nn.rnn import RNNBase, RNNCellBase
 from tinygrad_llm.ops import rnn as _rnn
 
@@ -36,9 +44,9 @@ def _unpack_pair(name, what, hx):
 
 
 class LSTM(RNNBase):
-    r"""``out, (h_n, c_n) = lstm(x, (h0, c0)=None, lengths=None)``, torch.nn.LSTM's arguments:
-    LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-    bidirectional=False).
+    r"""``out, (h_n, c_n) = lstm(x, (h0, c0)=None, lengths=None)``, torch.nn.LSTM's arguments
+    and ``fused``: LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, device=None, fused=True).
 
     x (T, B, I) (batch_first: (B, T, I); unbatched (T, I)); out (T, B, D*H); h0, c0, h_n, c_n
     (L*D, B, H). Equations and parameter names: module docstring. ``lengths`` (B,): padded steps
@@ -53,24 +61,29 @@ class LSTM(RNNBase):
         out, h_n, c_n = self._run(x, h0, c0, lengths)
         return out, (h_n, c_n)
 
-    def _layer(self, x, h0, c0, weights, lengths, reverse):
-        T = x.shape[0]
-        y = _rnn.LSTMLayer.apply(x, h0, c0, *weights, lengths=lengths,
-                                 reverse=reverse)                           # (T+2, B, H)
-        return y[:T], y[T], y[T + 1]
+    def _fused_layer(self, x, h0, c0, weights, lengths, reverse):
+        out, h_n, c_n = _rnn.LSTMLayer.apply(x, h0, c0, *weights, lengths=lengths,
+                                             reverse=reverse)               # (T, B, H), (B, H) x2
+        return out, h_n, c_n
+
+    def _cell(self, x, h, c, weights):
+        return reference.lstm_cell(x, h, c, *weights)                       # (B, H) each
 
 
 class LSTMCell(RNNCellBase):
-    r"""One LSTM step, ``h_new, c_new = cell(x, (h, c)=None)``, torch.nn.LSTMCell's arguments:
+    r"""One LSTM step, ``h_new, c_new = cell(x, (h, c)=None)``, torch.nn.LSTMCell's arguments
+    (and ``fused=True``):
 
-        [i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh                   (B, 4H)
-        c_new = sigma(f) * c + sigma(i) * tanh(g),   h_new = sigma(o) * tanh(c_new)
+        [a_i a_f a_g a_o] = x W_ih^T + b_ih + h W_hh^T + b_hh           (B, 4H)
+        i, f, g, o = sigma(a_i), sigma(a_f), tanh(a_g), sigma(a_o)
+        c_new = f * c + i * g,   h_new = o * tanh(c_new)
 
     ``weight_ih`` W_ih (4H, I), ``weight_hh`` W_hh (4H, H), ``bias_ih`` b_ih, ``bias_hh`` b_hh
     (4H,). One fused Function (``ops.rnn.LSTMCell``) with the hand-derived backward:
-    do = dh_new * tanh(c_new), dc_total = dc_new + dh_new * o * (1 - tanh^2(c_new)),
-    di = dc_total * g, df = dc_total * c, dg = dc_total * i, dc = dc_total * f, then through
-    the sigmoids/tanh and the two matmuls.
+    do = dh_new * tanh(c_new), dc_total = dc_new + dh_new * o * (1 - tanh^2 c_new),
+    di = dc_total * g, df = dc_total * c, dg = dc_total * i, dc = f * dc_total, then through
+    the sigmoids and tanh to da_i da_f da_g da_o and the two matmuls. ``fused=False``:
+    ``tinygrad_llm.reference.lstm_cell`` from primitives instead.
     """
 
     gates = 4
@@ -78,8 +91,8 @@ class LSTMCell(RNNCellBase):
     def forward(self, x, hx=None):
         h, c = _unpack_pair("LSTMCell", "(h, c)", hx)
         x, (h, c), batched = self._check(x, [("h", h), ("c", c)])
-        hc = _rnn.LSTMCell.apply(x, h, c, *self.weights())                  # (2, B, H)
-        h_new, c_new = hc[0], hc[1]                                         # (B, H) each
+        cell = _rnn.LSTMCell.apply if self.fused else reference.lstm_cell
+        h_new, c_new = cell(x, h, c, *self.weights())                       # (B, H) each
         if not batched:
             h_new, c_new = h_new.squeeze(0), c_new.squeeze(0)               # (H,)
         return h_new, c_new

@@ -14,8 +14,14 @@ layer k and the reverse direction's ``_reverse`` copies:
 
 all initialised U(-1/sqrt(H), 1/sqrt(H)). The state is passed in and returned, never kept on the
 module. Inputs and states must have the parameters' dtype, as in torch (a float64 input to a
-float32 layer is an error, not a silent float64 run). Each layer is one fused Function with
-hand-derived BPTT (tinygrad_llm/ops/rnn.py); derivations in docs/rnn.md.
+float32 layer is an error, not a silent float64 run).
+
+``fused=True`` (the default) runs each direction of each layer as one Function with hand-derived
+BPTT (tinygrad_llm/ops/rnn.py; derivations in docs/rnn.md), and each cell as one Function.
+``fused=False`` runs the readable reference cell (``tinygrad_llm.reference.rnn_cell``,
+``lstm_cell``, ``gru_cell``) step by step from Tensor primitives, and autograd derives the
+backward through time. Both give the same numbers; the reference is there to read and to test
+against.
 
 Variable-length batches: ``lengths`` (B,) of ints in [1, T]. Step t of sequence b is padding when
 t >= lengths[b]: it leaves the state unchanged and its output is zero, so h_n (and c_n) hold each
@@ -28,12 +34,12 @@ import math
 
 import numpy as np
 
-from tinygrad_llm import backend
+from tinygrad_llm import backend, reference
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn import init
 from tinygrad_llm.nn.module import Module, Parameter
 from tinygrad_llm.ops import rnn as _rnn
-from tinygrad_llm.tensor import Tensor, concatenate, stack
+from tinygrad_llm.tensor import Tensor, concatenate, stack, where
 
 __all__ = ["RNNBase", "RNNCellBase", "RNNCell", "RNN"]
 
@@ -96,14 +102,15 @@ class RNNBase(Module):
     ``out`` (T, B, D*H) (batch_first: (B, T, D*H); unbatched (T, D*H)): the last layer's hidden
     states, the two directions concatenated [forward, reverse]. States h0, h_n (L*D, B, H),
     indexed layer * D + direction, as in torch. Between layers, dropout ``dropout`` (training
-    only); the input of layer k > 0 is the output of layer k - 1.
+    only); the input of layer k > 0 is the output of layer k - 1. ``fused``: one Function per
+    layer and direction (True), or the reference cell step by step (False); module docstring.
     """
 
     gates = 1
     has_cell_state = False
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None):
+                 dropout=0.0, bidirectional=False, device=None, fused=True):
         super().__init__()
         name = type(self).__name__
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size),
@@ -114,7 +121,7 @@ class RNNBase(Module):
             raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
-        self.bidirectional = bidirectional
+        self.bidirectional, self.fused = bidirectional, fused
         self.num_directions = 2 if bidirectional else 1
         H, G = hidden_size, self.gates * hidden_size
         k = 1 / math.sqrt(H)
@@ -137,9 +144,42 @@ class RNNBase(Module):
         return (getattr(self, f"weight_ih_{s}"), getattr(self, f"weight_hh_{s}"),
                 getattr(self, f"bias_ih_{s}", None), getattr(self, f"bias_hh_{s}", None))
 
-    def _layer(self, x, h0, c0, weights, lengths, reverse):
-        """One direction of one layer: x (T, B, I) -> out (T, B, H), h_n (B, H), c_n or None."""
+    def _fused_layer(self, x, h0, c0, weights, lengths, reverse):
+        """One direction of one layer as one fused Function: returns out, h_n, c_n or None."""
         raise NotImplementedError
+
+    def _cell(self, x, h, c, weights):
+        """One step of the reference cell, x (B, I), h, c (B, H) -> h_new, c_new (B, H) (c and
+        c_new None without a cell state)."""
+        raise NotImplementedError
+
+    def _layer(self, x, h, c, weights, lengths, reverse):
+        r"""One direction of one layer: x (T, B, I), h, c (B, H) -> out (T, B, H), h_n (B, H),
+        c_n (B, H) or None.
+
+        Unfused, the reference cell runs step by step and autograd records each primitive of
+        each step. A padding step (m = [t < lengths], one per sequence) keeps the state:
+
+            h_t = where(m, h_new, h_{t-1}),   c_t = where(m, c_new, c_{t-1}),
+            out_t = where(m, h_new, 0)
+        """
+        if self.fused:
+            return self._fused_layer(x, h, c, weights, lengths, reverse)
+        T = x.shape[0]
+        mask = None
+        if lengths is not None:
+            xp = backend.get_xp(x.data)
+            mask = (xp.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
+        out = [None] * T
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            h_new, c_new = self._cell(x[t], h, c, weights)                  # (B, H) each
+            if mask is None:
+                out[t], h, c = h_new, h_new, c_new
+            else:
+                out[t] = where(mask[t], h_new, 0.0)                         # (B, H)
+                h = where(mask[t], h_new, h)                                # (B, H)
+                c = where(mask[t], c_new, c) if c is not None else None     # (B, H)
+        return stack(out), h, c                                             # (T, B, H)
 
     def _run(self, x, h0, c0, lengths):
         """The shared forward: shape checks, layers and directions; returns out, h_n, c_n."""
@@ -205,6 +245,8 @@ class RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if not self.fused:
+            s += ", fused=False"
         return s
 
 
@@ -216,31 +258,34 @@ class RNN(RNNBase):
         h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)       x_t (B, I), h_t (B, H)
 
     W_ih = ``weight_ih_l{k}`` (H, I), W_hh = ``weight_hh_l{k}`` (H, H), b_ih = ``bias_ih_l{k}``,
-    b_hh = ``bias_hh_l{k}`` (H,). Backward through time (docs/rnn.md), per step from t = T down:
-    da_t = (dout_t + dh_t) * f'(a_t), dh_{t-1} = da_t W_hh, dW_hh = sum_t da_t^T h_{t-1}.
-    Shapes, ``batch_first``, bidirectional, dropout and ``lengths``: see ``RNNBase`` and the
-    module docstring.
+    b_hh = ``bias_hh_l{k}`` (H,). Backward through time (docs/rnn.md), per step from t = T down,
+    with dh_t the whole gradient reaching h_t (from out_t and from step t+1):
+    da_t = dh_t * f'(a_t), dh_{t-1} = dout_{t-1} + da_t W_hh, dW_hh = sum_t da_t^T h_{t-1}.
+    Shapes, ``batch_first``, bidirectional, dropout, ``lengths`` and ``fused``: see ``RNNBase``
+    and the module docstring.
     """
 
     gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, device=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, device=None, fused=True):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device)
+                         bidirectional, device, fused)
         self.nonlinearity = nonlinearity
 
     def forward(self, x, h0=None, lengths=None):
         out, h_n, _ = self._run(x, h0, None, lengths)
         return out, h_n
 
-    def _layer(self, x, h0, c0, weights, lengths, reverse):
-        T = x.shape[0]
-        y = _rnn.RNNLayer.apply(x, h0, *weights, nonlinearity=self.nonlinearity,
-                                lengths=lengths, reverse=reverse)           # (T+1, B, H)
-        return y[:T], y[T], None
+    def _fused_layer(self, x, h0, c0, weights, lengths, reverse):
+        out, h_n = _rnn.RNNLayer.apply(x, h0, *weights, nonlinearity=self.nonlinearity,
+                                       lengths=lengths, reverse=reverse)    # (T, B, H), (B, H)
+        return out, h_n, None
+
+    def _cell(self, x, h, c, weights):
+        return reference.rnn_cell(x, h, *weights, nonlinearity=self.nonlinearity), None
 
     def extra_repr(self):
         s = super().extra_repr()
@@ -250,17 +295,19 @@ class RNN(RNNBase):
 class RNNCellBase(Module):
     r"""One step of a recurrent cell: parameters ``weight_ih`` (G, I), ``weight_hh`` (G, H),
     ``bias_ih``, ``bias_hh`` (G,), U(-1/sqrt(H), 1/sqrt(H)), as torch. Input x (B, I) or
-    unbatched (I,); state (B, H) or (H,)."""
+    unbatched (I,); state (B, H) or (H,). ``fused``: one Function (True) or the reference cell
+    from primitives (False), as for ``RNNBase``."""
 
     gates = 1
 
-    def __init__(self, input_size, hidden_size, bias=True, device=None):
+    def __init__(self, input_size, hidden_size, bias=True, device=None, fused=True):
         super().__init__()
         name = type(self).__name__
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.input_size, self.hidden_size, self.bias, self.fused = (input_size, hidden_size,
+                                                                     bias, fused)
         G, k = self.gates * hidden_size, 1 / math.sqrt(hidden_size)
         self.weight_ih = Parameter(init.uniform((G, input_size), k), device=device)   # (G, I)
         self.weight_hh = Parameter(init.uniform((G, hidden_size), k), device=device)  # (G, H)
@@ -294,7 +341,8 @@ class RNNCellBase(Module):
         return x, out, batched
 
     def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        return (f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+                + ("" if self.fused else ", fused=False"))
 
 
 class RNNCell(RNNCellBase):
@@ -305,18 +353,21 @@ class RNNCell(RNNCellBase):
     W_ih = ``weight_ih`` (H, I), W_hh = ``weight_hh`` (H, H), b_ih = ``bias_ih``, b_hh =
     ``bias_hh`` (H,). Backward (one fused Function, ``ops.rnn.RNNCell``): da = dh_new * f'(a),
     dx = da W_ih, dh = da W_hh, dW_ih = da^T x, dW_hh = da^T h, db_ih = db_hh = sum da.
+    ``fused=False``: ``tinygrad_llm.reference.rnn_cell`` from primitives instead.
     """
 
     gates = 1
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None,
+                 fused=True):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got "
                              f"{nonlinearity!r}")
-        super().__init__(input_size, hidden_size, bias, device)
+        super().__init__(input_size, hidden_size, bias, device, fused)
         self.nonlinearity = nonlinearity
 
     def forward(self, x, h=None):
         x, (h,), batched = self._check(x, [("h", h)])
-        h_new = _rnn.RNNCell.apply(x, h, *self.weights(), nonlinearity=self.nonlinearity)
+        cell = _rnn.RNNCell.apply if self.fused else reference.rnn_cell
+        h_new = cell(x, h, *self.weights(), nonlinearity=self.nonlinearity)  # (B, H)
         return h_new if batched else h_new.squeeze(0)                       # (B, H) or (H,)
