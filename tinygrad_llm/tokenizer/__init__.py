@@ -3,6 +3,8 @@ r"""Tokenizers: byte-level BPE (GPT-2/GPT-4 style), characters, and Keras-style 
 * ``BPETokenizer``: train your own, or load GPT-2's; encodes exactly as tiktoken does.
 * ``CharTokenizer``: one id per character of a text's alphabet (for char-level models).
 * ``WordTokenizer``: one id per word, with Keras's ``Tokenizer`` semantics.
+* ``tokenize``, ``text_to_sentences``, ``LineSentence``: lowercase word lists for Word2Vec
+  (sentences.py).
 
 The math and the algorithms are in docs/tokenizer.md. Command line:
 ``python -m tinygrad_llm.tokenizer train|encode|decode|stats --help``.
