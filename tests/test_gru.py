@@ -9,25 +9,12 @@ tests/test_rnn.py.
 
 import numpy as np
 import pytest
+from recurrent_checks import values_and_grads
 
-from tinygrad_llm import Tensor, where
+from tinygrad_llm import where
 from tinygrad_llm.ops import rnn as ops_rnn
 from tinygrad_llm.reference import gru_cell
 from tinygrad_llm.tensor import stack
-
-
-def values_and_grads(fn, arrays, upstreams, used):
-    """Run ``fn`` on tensors of ``arrays``, backward from sum_k (y_k * upstream_k) over the
-    outputs ``used``; return every output and every input's gradient."""
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    ys = fn(*ts)
-    ys = ys if isinstance(ys, tuple) else (ys,)
-    loss = None
-    for k in used:
-        term = (ys[k] * Tensor(upstreams[k])).sum()
-        loss = term if loss is None else loss + term
-    loss.backward()
-    return [y.numpy() for y in ys] + [t.grad.numpy() for t in ts]
 
 
 @pytest.mark.parametrize("B,I,H", [(1, 1, 1), (4, 3, 5), (2, 7, 3)])

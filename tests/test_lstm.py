@@ -9,25 +9,13 @@ tests/test_rnn.py (shared with the RNN and GRU).
 
 import numpy as np
 import pytest
+from recurrent_checks import values_and_grads
 
 from tinygrad_llm import Tensor, where
 from tinygrad_llm.nn.lstm import LSTM
 from tinygrad_llm.ops import rnn as ops_rnn
 from tinygrad_llm.reference import lstm_cell
 from tinygrad_llm.tensor import stack
-
-
-def values_and_grads(fn, arrays, upstreams, used):
-    """Run ``fn`` on tensors of ``arrays``, backward from sum_k (y_k * upstream_k) over the
-    outputs ``used``; return every output and every input's gradient."""
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    ys = fn(*ts)
-    loss = None
-    for k in used:
-        term = (ys[k] * Tensor(upstreams[k])).sum()
-        loss = term if loss is None else loss + term
-    loss.backward()
-    return [y.numpy() for y in ys] + [t.grad.numpy() for t in ts]
 
 
 @pytest.mark.parametrize("used", [(0, 1), (0,), (1,)], ids=["h-c", "h", "c"])

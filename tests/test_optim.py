@@ -63,19 +63,24 @@ def _set_grads(ps, grads):
         p.grad = Tensor(g.copy())
 
 
-@pytest.mark.parametrize("name,kwargs", CASES)
-@pytest.mark.parametrize("groups", [False, True])
-def test_matches_torch(torch, name, kwargs, groups):
-    rng = np.random.default_rng(0)
-    ours, opt = _ours(name, kwargs, rng, groups)
-    theirs, topt = _theirs(torch, name, kwargs, ours, groups)
-    for _ in range(6):
+def _step_both(torch, rng, ours, opt, theirs, topt, steps):
+    """``steps`` optimizer steps on both sides, with the same random gradients."""
+    for _ in range(steps):
         grads = _grads(rng, ours)
         _set_grads(ours, grads)
         for q, g in zip(theirs, grads):
             q.grad = torch.tensor(g)
         opt.step()
         topt.step()
+
+
+@pytest.mark.parametrize("name,kwargs", CASES)
+@pytest.mark.parametrize("groups", [False, True])
+def test_matches_torch(torch, name, kwargs, groups):
+    rng = np.random.default_rng(0)
+    ours, opt = _ours(name, kwargs, rng, groups)
+    theirs, topt = _theirs(torch, name, kwargs, ours, groups)
+    _step_both(torch, rng, ours, opt, theirs, topt, steps=6)
     for p, q in zip(ours, theirs):
         assert p.dtype == np.float32
         np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
@@ -138,13 +143,7 @@ def test_state_dict_layout_is_torchs(torch):
     rng = np.random.default_rng(2)
     ours, opt = _ours("AdamW", dict(lr=1e-3), rng)
     theirs, topt = _theirs(torch, "AdamW", dict(lr=1e-3), ours)
-    for _ in range(2):
-        grads = _grads(rng, ours)
-        _set_grads(ours, grads)
-        for q, g in zip(theirs, grads):
-            q.grad = torch.tensor(g)
-        opt.step()
-        topt.step()
+    _step_both(torch, rng, ours, opt, theirs, topt, steps=2)
     s, t = opt.state_dict(), topt.state_dict()
     assert sorted(s["state"]) == sorted(t["state"])
     assert set(s["state"][0]) == set(t["state"][0])

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from recurrent_checks import values_and_grads
 
 from tinygrad_llm import Tensor, no_grad, where
 from tinygrad_llm.nn.gru import GRU, GRUCell
@@ -362,29 +363,15 @@ def test_fused_cell_equals_reference_cell(family, bias, dtype):
 
 # ---- the RNN Functions against the reference cell ----------------------------------------------
 
-def _values_and_grads(fn, arrays, upstreams, used):
-    """Run ``fn`` on tensors of ``arrays``, backward from sum_k (y_k * upstream_k) over the
-    outputs ``used``; return every output and every input's gradient."""
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    ys = fn(*ts)
-    ys = ys if isinstance(ys, tuple) else (ys,)
-    loss = None
-    for k in used:
-        term = (ys[k] * Tensor(upstreams[k])).sum()
-        loss = term if loss is None else loss + term
-    loss.backward()
-    return [y.numpy() for y in ys] + [t.grad.numpy() for t in ts]
-
-
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 def test_fused_rnn_cell_matches_reference(nonlinearity):
     rng = np.random.default_rng(0)
     B, I, H = 4, 3, 5
     arrays = [rng.standard_normal(s) for s in ((B, I), (B, H), (H, I), (H, H), (H,), (H,))]
     ups = [rng.standard_normal((B, H))]
-    fused = _values_and_grads(
+    fused = values_and_grads(
         lambda *a: ops_rnn.RNNCell.apply(*a, nonlinearity=nonlinearity), arrays, ups, (0,))
-    ref = _values_and_grads(lambda *a: rnn_cell(*a, nonlinearity=nonlinearity), arrays, ups,
+    ref = values_and_grads(lambda *a: rnn_cell(*a, nonlinearity=nonlinearity), arrays, ups,
                             (0,))
     for a, b in zip(fused, ref):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -413,10 +400,10 @@ def test_fused_rnn_layer_matches_unrolled_reference(nonlinearity, reverse, lengt
             h = where(m, h_new, h)
         return stack(out), h                                                # (T, B, H), (B, H)
 
-    fused = _values_and_grads(
+    fused = values_and_grads(
         lambda *a: ops_rnn.RNNLayer.apply(*a, nonlinearity=nonlinearity, lengths=lens,
                                           reverse=reverse), arrays, ups, used)
-    ref = _values_and_grads(unrolled, arrays, ups, used)
+    ref = values_and_grads(unrolled, arrays, ups, used)
     for a, b in zip(fused, ref):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
