@@ -27,7 +27,7 @@ LAYERS = [
     ("tensor",),                                # Tensor and its operators
     ("nn", "reference", "testing", "profiler", "data"),
     ("optim",),
-    ("models",),
+    ("models", "metrics"),
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 
