@@ -440,3 +440,51 @@ def test_positional_encoding_passes_gradient():
     dy = np.random.default_rng(14).standard_normal((3, 2, 4))
     pe(x).backward(Tensor(dy))
     np.testing.assert_allclose(np.asarray(x.grad), dy)
+
+
+# ---- devices, dtypes, dropout ----------------------------------------------------------------
+def test_transformer_on_each_device(device):
+    """float32, every mask kind at once: the same numbers on "cpu" and on the CuPy stand-in."""
+    import tinygrad_llm
+    rng = np.random.default_rng(15)
+    src, tgt = _np(rng, (4, 2, 8)).astype(np.float32), _np(rng, (3, 2, 8)).astype(np.float32)
+    g = _np(rng, (3, 2, 8)).astype(np.float32)
+    pad = np.array([[False, False, False, True], [False, True, False, False]])
+    src_mask = rng.standard_normal((2 * 2, 4, 4)).astype(np.float32)
+    results = {}
+    for dev in ("cpu", device):
+        tinygrad_llm.manual_seed(0)
+        m = Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                        dim_feedforward=16, dropout=0.0).to(dev)
+        s, t = Tensor(src, requires_grad=True, device=dev), Tensor(tgt, device=dev)
+        y = m(s, t, src_mask=src_mask, tgt_mask=Transformer.generate_square_subsequent_mask(3),
+              src_key_padding_mask=pad, memory_key_padding_mask=pad)
+        y.backward(Tensor(g, device=dev))
+        assert y.dtype == np.float32 and y.device == dev
+        results[dev] = (y.numpy(), s.grad.numpy(), m.encoder.layers[0].linear1.weight.grad.numpy())
+    for a, b in zip(results["cpu"], results[device]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_only_in_training():
+    import tinygrad_llm
+    m = Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                    dim_feedforward=16, dropout=0.5)
+    rng = np.random.default_rng(16)
+    src, tgt = Tensor(_np(rng, (4, 2, 8)), dtype="float32"), Tensor(_np(rng, (3, 2, 8)),
+                                                                     dtype="float32")
+    tinygrad_llm.manual_seed(1)
+    a = m(src, tgt).numpy()
+    tinygrad_llm.manual_seed(1)
+    b = m(src, tgt).numpy()
+    c = m(src, tgt).numpy()
+    np.testing.assert_array_equal(a, b)                # the same seed, the same masks
+    assert not np.allclose(a, c)
+    m.eval()
+    np.testing.assert_array_equal(m(src, tgt).numpy(), m(src, tgt).numpy())
+    mha = MultiheadAttention(8, 2, dropout=0.5)
+    x = Tensor(_np(rng, (3, 2, 8)), dtype="float32")
+    w = mha(x, x, x, average_attn_weights=False)[1].numpy()  # dropped, as torch returns them
+    assert (w == 0).any()
+    mha.eval()
+    np.testing.assert_allclose(mha(x, x, x)[1].numpy().sum(-1), 1, rtol=1e-6)

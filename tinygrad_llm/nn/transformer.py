@@ -1,7 +1,8 @@
 r"""The encoder-decoder Transformer (Vaswani et al., 2017) with torch.nn's names, shapes and masks.
 
 Dimension letters: N batch, L target (query) length, S source (key) length, E embed_dim
-(= d_model), nh num_heads, hs = E / nh head size, F dim_feedforward.
+(= d_model), nh num_heads, hs = E / nh head size, F dim_feedforward, T the length of the
+sequence PositionalEncoding reads.
 
 Sequences are (L, N, E) by default, as in torch; with ``batch_first=True`` they are (N, L, E).
 Multi-head attention, for queries x_q (N, L, E) and keys/values x_k, x_v (N, S, E), with
@@ -24,6 +25,11 @@ output) when the weights are asked for (``need_weights=True``), and zero weights
 of b_o, when they are not (``need_weights=False``, which the Transformer layers use); so does
 this module. Masks are constants: no gradient flows into a float mask.
 
+Backward: with no mask, or with the causal mask given as a hint (``is_causal``), and no weights
+asked for, the attention runs as the fused Function tinygrad_llm.ops.attention.Attention (its
+hand-derived backward is in that file); otherwise it is composed from primitives (matmul, add,
+softmax, dropout, matmul) and autograd differentiates it, as tinygrad_llm.reference.attention.
+
 Encoder layer (post-norm, ``norm_first=False``; ``SA`` self-attention, ``FF`` the MLP):
 
     FF(x) = act(x W_1^T + b_1) W_2^T + b_2        linear1 (F, E), linear2 (E, F); act relu|gelu
@@ -39,8 +45,15 @@ Dropout (p = ``dropout``) follows each sub-block and the MLP's activation. ``Tra
 num_encoder_layers encoder layers and a final LayerNorm on the source, then num_decoder_layers
 decoder layers and a final LayerNorm on the target, as torch.nn.Transformer does. State dict
 keys are torch's (``encoder.layers.0.self_attn.in_proj_weight``, ``decoder.norm.weight``, ...),
-so weights move both ways. torch's ``kdim``/``vdim``/``add_bias_kv``/``add_zero_attn`` options
-and its inference fast path (nested tensors) are not provided.
+so weights move both ways.
+
+PositionalEncoding adds the fixed sinusoidal table PE (max_len, E) to a (T, N, E) input (or
+(N, T, E) with batch_first), then dropout:
+
+    PE[pos, 2i] = sin(pos / 10000^(2i / E)),   PE[pos, 2i + 1] = cos(pos / 10000^(2i / E))
+
+torch's ``kdim``/``vdim``/``add_bias_kv``/``add_zero_attn`` options and its inference fast path
+(nested tensors) are not provided.
 """
 
 import copy
@@ -137,7 +150,8 @@ class MultiheadAttention(Module):
                                   average_attn_weights, is_causal)
         if not batched:
             y = y.reshape(*y.shape[1:])                                    # (L, E)
-            weights = None if weights is None else weights.reshape(*weights.shape[1:])
+            if weights is not None:
+                weights = weights.reshape(*weights.shape[1:])              # ([nh,] L, S)
         elif not self.batch_first:
             y = y.transpose(1, 0, 2)                                       # (L, N, E)
         return y, weights
@@ -153,7 +167,7 @@ class MultiheadAttention(Module):
                              f"and key, value (N, S, {self.embed_dim}) (batch-first view), got "
                              f"{query.shape}, {key.shape}, {value.shape}")
         w, b = self.in_proj_weight, self.in_proj_bias
-        bq, bk, bv = (None, None, None) if b is None else (b[0:e], b[e:2 * e], b[2 * e:])
+        bq, bk, bv = (None, None, None) if b is None else (b[0:e], b[e:2 * e], b[2 * e:])  # (E,)
         q = F.linear(query, w[0:e], bq)                                    # (N, L, E)
         k = F.linear(key, w[e:2 * e], bk)                                  # (N, S, E)
         v = F.linear(value, w[2 * e:], bv)                                 # (N, S, E)
@@ -199,7 +213,7 @@ class MultiheadAttention(Module):
             if shape == (tq, s_len):
                 mask = _mask_array(attn_mask, "attn_mask", like)           # (L, S)
             elif shape == (n * nh, tq, s_len):
-                mask = _mask_array(attn_mask, "attn_mask", like)
+                mask = _mask_array(attn_mask, "attn_mask", like)           # (N*nh, L, S)
                 mask = mask.reshape(n, nh, tq, s_len)                      # (N, nh, L, S)
             else:
                 raise ValueError(f"MultiheadAttention: attn_mask must have shape (L, S) = "
@@ -210,7 +224,7 @@ class MultiheadAttention(Module):
             if shape != (n, s_len):
                 raise ValueError(f"MultiheadAttention: key_padding_mask must have shape (N, S) "
                                  f"= {(n, s_len)}, got {shape}")
-            pad = _mask_array(key_padding_mask, "key_padding_mask", like)
+            pad = _mask_array(key_padding_mask, "key_padding_mask", like)  # (N, S)
             pad = pad.reshape(n, 1, 1, s_len)                              # (N, 1, 1, S)
             mask = pad if mask is None else mask + pad                     # (N, nh, L, S)
         return mask
@@ -365,7 +379,7 @@ class TransformerEncoder(Module):
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         if is_causal is None:
             first = self.layers[0].self_attn.batch_first if len(self.layers) else False
-            is_causal = _is_causal_mask(mask, src.shape[1 if first else 0])
+            is_causal = _is_causal_mask(mask, src.shape[1 if first and src.ndim == 3 else 0])
         x = src                                                            # (S, N, E)
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
@@ -388,7 +402,8 @@ class TransformerDecoder(Module):
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
         if tgt_is_causal is None:
             first = self.layers[0].self_attn.batch_first if len(self.layers) else False
-            tgt_is_causal = _is_causal_mask(tgt_mask, tgt.shape[1 if first else 0])
+            tgt_is_causal = _is_causal_mask(tgt_mask,
+                                            tgt.shape[1 if first and tgt.ndim == 3 else 0])
         x = tgt                                                            # (L, N, E)
         for layer in self.layers:
             x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
