@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tinygrad_llm import Tensor
 from tinygrad_llm.nn import (
@@ -253,6 +255,42 @@ def test_mha_gradcheck_with_masks():
                      [q, k, v], seed=1)
 
 
+@given(n=st.integers(1, 2), tq=st.integers(1, 4), s=st.integers(1, 4), nh=st.integers(1, 2),
+       hs=st.integers(1, 2), kind=st.sampled_from(["none", "bool", "float", "padding"]),
+       need_weights=st.booleans())
+def test_mha_gradcheck_shapes(n, tq, s, nh, hs, kind, need_weights):
+    e = nh * hs
+    rng = np.random.default_rng(n * 1000 + tq * 100 + s * 10 + nh + hs)
+    m = MultiheadAttention(e, nh, batch_first=True)
+    for p in m.parameters():
+        p.data = p.data + 0.1 * rng.standard_normal(p.shape).astype(p.dtype)
+    kw = {}
+    if kind == "bool":                                     # some keys hidden; key 0 always seen
+        mask = rng.random((tq, s)) < 0.4
+        mask[:, 0] = False
+        kw["attn_mask"] = mask
+    elif kind == "float":
+        kw["attn_mask"] = rng.standard_normal((n * nh, tq, s))
+    elif kind == "padding":
+        pad = rng.random((n, s)) < 0.4
+        pad[:, 0] = False
+        kw["key_padding_mask"] = pad
+    q, k = Tensor(_np(rng, (n, tq, e)), requires_grad=True), Tensor(_np(rng, (n, s, e)),
+                                                                    requires_grad=True)
+    module_gradcheck(m, lambda q, k: m(q, k, k, need_weights=need_weights, **kw)[0], [q, k],
+                     seed=0)
+
+
+def test_mha_gradcheck_fully_masked_row():
+    r"""need_weights=False: a query that sees no key gets zero weights and passes no gradient."""
+    m = MultiheadAttention(4, 2)
+    rng = np.random.default_rng(18)
+    mask = np.zeros((3, 3), dtype=bool)
+    mask[2] = True
+    x = Tensor(_np(rng, (3, 2, 4)), requires_grad=True)
+    module_gradcheck(m, lambda x: m(x, x, x, attn_mask=mask, need_weights=False)[0], [x], seed=0)
+
+
 # ---- layers and stacks -----------------------------------------------------------------------
 def _layer_pair(torch, ours_cls, theirs_cls, **kwargs):
     torch.manual_seed(0)
@@ -351,17 +389,18 @@ def test_stacks_match_torch_and_copy_layers(torch):
               [_np(rng, (t, n, d)), _np(rng, (s, n, d))])
 
 
-@pytest.mark.parametrize("norm_first, activation, batch_first", [
-    (False, "relu", False), (True, "gelu", True)])
-def test_transformer_matches_torch(torch, norm_first, activation, batch_first):
+@pytest.mark.parametrize("norm_first, activation, batch_first, bias", [
+    (False, "relu", False, True), (True, "gelu", True, True), (False, "gelu", True, False)])
+def test_transformer_matches_torch(torch, norm_first, activation, batch_first, bias):
     n, t, s, d, nh = 2, 3, 4, 4, 2
     kwargs = dict(d_model=d, nhead=nh, num_encoder_layers=2, num_decoder_layers=2,
-                  dim_feedforward=8, dropout=0.0, activation=activation,
-                  batch_first=batch_first, norm_first=norm_first)
+                  dim_feedforward=8, dropout=0.0, activation=activation, layer_norm_eps=1e-3,
+                  batch_first=batch_first, norm_first=norm_first, bias=bias)
     ours, theirs = _layer_pair(torch, Transformer, torch.nn.Transformer, **kwargs)
     keys = list(theirs.state_dict())
     assert list(ours.state_dict()) == keys
-    assert "encoder.norm.weight" in keys and "decoder.norm.bias" in keys
+    assert "encoder.norm.weight" in keys and "decoder.norm.weight" in keys
+    assert ("decoder.norm.bias" in keys) == bias
     rng = np.random.default_rng(11)
     tgt_mask = Transformer.generate_square_subsequent_mask(t).numpy().astype(np.float64)
     src_pad = np.zeros((n, s), dtype=bool)
@@ -377,6 +416,21 @@ def test_transformer_matches_torch(torch, norm_first, activation, batch_first):
                                   tgt_key_padding_mask=torch.tensor(tgt_pad),
                                   memory_key_padding_mask=torch.tensor(src_pad)),
               [_np(rng, shape(s)), _np(rng, shape(t))])
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_transformer_unbatched_matches_torch(torch, batch_first):
+    kwargs = dict(d_model=4, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                  dim_feedforward=8, dropout=0.0, batch_first=batch_first)
+    ours, theirs = _layer_pair(torch, Transformer, torch.nn.Transformer, **kwargs)
+    rng = np.random.default_rng(17)
+    tgt_mask = Transformer.generate_square_subsequent_mask(3).numpy().astype(np.float64)
+    pad = np.array([False, False, False, True])                           # (S,) no batch
+    _run_both(torch, ours, theirs,
+              lambda a, b: ours(a, b, tgt_mask=tgt_mask, src_key_padding_mask=pad),
+              lambda a, b: theirs(a, b, tgt_mask=torch.tensor(tgt_mask),
+                                  src_key_padding_mask=torch.tensor(pad)),
+              [_np(rng, (4, 4)), _np(rng, (3, 4))])
 
 
 def test_transformer_init_and_keys_both_ways(torch):
