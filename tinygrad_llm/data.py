@@ -147,3 +147,71 @@ def load_movie_reviews(path=None):
 
 
 __all__ += ["pad_sequences", "load_movie_reviews"]
+
+
+# ---- translation pairs (the encoder-decoder Transformer) ---------------------------------------
+SPLIT_SEED = 20150901       # fixed for good: the split must never move with a training seed
+
+
+def load_translation_pairs(path=None):
+    r"""The German-English sentence pairs from the Ding dictionary (provenance and the GPL-2.0+
+    licence in tinygrad_llm/datasets/README.md) as a list of (german, english) strings, in file
+    order.
+
+    The file is tab-separated with the header ``de, en``. A missing file raises
+    FileNotFoundError; a malformed line raises ValueError naming the file and the line number.
+    """
+    path = Path(path) if path is not None else dataset_path("de_en_sentences.tsv")
+    if not path.exists():
+        raise FileNotFoundError(f"load_translation_pairs: no data file at {path} (the package "
+                                f"ships it as tinygrad_llm/datasets/de_en_sentences.tsv)")
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["de", "en"]:
+            raise ValueError(f"load_translation_pairs: {path}, line 1: expected the header "
+                             f"'de<TAB>en', got {header!r}")
+        for lineno, line in enumerate(f, start=2):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                raise ValueError(f"load_translation_pairs: {path}, line {lineno}: expected two "
+                                 f"non-empty tab-separated fields: {line[:80]!r}")
+            pairs.append((fields[0], fields[1]))
+    return pairs
+
+
+def translation_splits(pairs=None, fractions=(0.9, 0.05, 0.05)):
+    r"""A fixed train / validation / test split of the translation pairs: a dict with keys
+    ``train``, ``val``, ``test``, each a list of (german, english).
+
+    The split shuffles the *distinct German sentences* with a Generator seeded by the constant
+    SPLIT_SEED (never by a training seed), then cuts that order at the given fractions. Pairs
+    that share a German sentence (a few sentences have two English translations) land in the
+    same split, so no test source was seen in training. Keep the test split out of all tuning:
+    choose settings on ``val`` and report ``test`` once.
+    """
+    import numpy as np  # noqa: PLC0415 - keeps this module's import light
+
+    if pairs is None:
+        pairs = load_translation_pairs()
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"translation_splits: fractions must be three numbers >= 0 summing "
+                         f"to 1, got {fractions!r}")
+    sources = sorted({de for de, _ in pairs})           # sorted: independent of file order
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(sources))
+    n_train = int(round(fractions[0] * len(sources)))
+    n_val = int(round(fractions[1] * len(sources)))
+    part = {}
+    for rank, i in enumerate(order):
+        part[sources[i]] = ("train" if rank < n_train else
+                            "val" if rank < n_train + n_val else "test")
+    splits = {"train": [], "val": [], "test": []}
+    for de, en in pairs:
+        splits[part[de]].append((de, en))
+    return splits
+
+
+__all__ += ["load_translation_pairs", "translation_splits"]
