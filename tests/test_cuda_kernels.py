@@ -670,6 +670,21 @@ def test_cross_entropy_function_runs_the_kernels_on_cuda_for_the_mean_only(emula
     assert emulated == []                                     # 'sum' and 'none': plain CuPy
 
 
+def test_cross_entropy_with_label_smoothing_runs_plain_cupy_on_cuda(emulated):
+    """The kernel has no smoothing: the 'mean' with label_smoothing > 0 takes the array
+    formulas on "cuda" too, and gives the CPU's numbers."""
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((20, 11)) * 3).astype(np.float32)
+    targets = rng.integers(0, 11, 20)
+    targets[::3] = -100
+    (l0, g0), (l1, g1) = _cpu_and_cuda(
+        lambda t: F.cross_entropy(t, targets, label_smoothing=0.1), [logits], np.float32(0.5))
+    assert emulated == []
+    assert l1.dtype == g1[0].dtype == np.float32
+    np.testing.assert_allclose(l1, l0, rtol=1e-6)
+    np.testing.assert_allclose(g1[0], g0[0], rtol=1e-6, atol=1e-8)
+
+
 def test_switched_off_or_float64_the_functions_run_plain_cupy(emulated):
     x = Tensor(np.ones((2, 8), dtype=np.float32), device="cuda")
     with kernels(False):

@@ -121,6 +121,63 @@ def test_cross_entropy_target_out_of_range_raises_on_cpu():
         F.cross_entropy(x, [0, 3])
 
 
+def _np_smoothed_cross_entropy(a, t, eps, reduction, ignore_index=-100):
+    """-(1 - eps) log p[n, t_n] - (eps / C) sum_c log p[n, c], 0 on ignored rows."""
+    n, c = a.shape
+    logp = np.log(_np_softmax(a, 1))
+    valid = t != ignore_index
+    picked = logp[np.arange(n), np.where(valid, t, 0)]
+    per_row = np.where(valid, -(1 - eps) * picked - eps / c * logp.sum(axis=1), 0.0)
+    return {"mean": per_row.sum() / valid.sum(), "sum": per_row.sum(), "none": per_row}[reduction]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(n=st.integers(1, 5), c=st.integers(1, 5), eps=st.floats(0, 1), data=st.data())
+def test_cross_entropy_label_smoothing(device, reduction, n, c, eps, data):
+    a = data.draw(tst.float_arrays((n, c), low=-4, high=4))
+    t = data.draw(tst.index_arrays(c, (n,)))
+    ignored = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    if all(ignored):
+        ignored[0] = False  # 'mean' over no rows is 0/0
+    t = np.where(ignored, -100, t)
+    x = Tensor(a, requires_grad=True, device=device)
+    targets = Tensor(t, device=device)
+    y = F.cross_entropy(x, targets, reduction=reduction, label_smoothing=eps)
+    np.testing.assert_allclose(y.numpy(), _np_smoothed_cross_entropy(a, t, eps, reduction),
+                               rtol=1e-10, atol=1e-12)
+    assert gradcheck(lambda x: F.cross_entropy(x, targets, reduction=reduction,
+                                               label_smoothing=eps), [x])
+
+
+def test_cross_entropy_label_smoothing_gradient_is_p_minus_q_and_zero_on_ignored_rows(device):
+    a = np.random.default_rng(3).standard_normal((4, 5))
+    t, eps = np.array([1, -100, 4, 0]), 0.2
+    x = Tensor(a, requires_grad=True, device=device)
+    g = np.array([0.5, -1.0, 2.0, 1.5])
+    F.cross_entropy(x, t, reduction="none", label_smoothing=eps).backward(Tensor(g, device=device))
+    q = np.full((4, 5), eps / 5)                                          # (N, C)
+    q[[0, 2, 3], [1, 4, 0]] += 1 - eps
+    expected = g[:, None] * (_np_softmax(a, 1) - q)
+    expected[1] = 0                                                       # the ignored row
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_cross_entropy_label_smoothing_keeps_float32(device):
+    x = Tensor(np.zeros((3, 4), np.float32), requires_grad=True, device=device)
+    y = F.cross_entropy(x, [0, 1, 2], label_smoothing=np.float64(0.1))   # a float64 scalar eps
+    y.backward()
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), math.log(4), rtol=1e-6)       # uniform p: any q
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1.5, float("nan")])
+def test_cross_entropy_label_smoothing_out_of_range(device, eps):
+    x = Tensor(np.zeros((2, 3)), requires_grad=True, device=device)
+    with pytest.raises(ValueError, match=r"cross_entropy: label_smoothing must be in \[0, 1\], "
+                                         rf"got {eps}"):
+        F.cross_entropy(x, [0, 1], label_smoothing=eps)
+
+
 # ---- layer norm --------------------------------------------------------------------------------
 @pytest.mark.parametrize("affine", [True, False])
 @given(shape=tst.shapes(min_dims=1, max_dims=3, min_side=2), data=st.data())
@@ -398,6 +455,27 @@ def test_fused_ops_against_torch():
                                    err_msg=name)
         np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", dict(rtol=1e-10, atol=1e-12)),
+                                        ("float32", dict(rtol=1e-5, atol=1e-6))])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5, 1.0])
+def test_cross_entropy_label_smoothing_against_torch(eps, reduction, dtype, tol):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    a = (rng.standard_normal((7, 6)) * 3).astype(dtype)
+    t = np.array([0, 5, -100, 2, 2, -100, 1])
+    x, tx = Tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y = F.cross_entropy(x, t, reduction=reduction, label_smoothing=eps)
+    ty = torch.nn.functional.cross_entropy(tx, torch.tensor(t), reduction=reduction,
+                                           label_smoothing=eps)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    y.backward(Tensor(g))
+    ty.backward(torch.tensor(g))
+    assert y.dtype == dtype and x.grad.dtype == dtype
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **tol)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), **tol)
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])

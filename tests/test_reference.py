@@ -124,6 +124,53 @@ def test_cross_entropy_reference_matches_torch():
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(n=st.integers(1, 6), c=st.integers(1, 6), eps=st.floats(0, 1), data=st.data())
+def test_cross_entropy_label_smoothing_float64(device, reduction, n, c, eps, data):
+    a = data.draw(tst.float_arrays((n, c), low=-6, high=6))
+    t = _targets(np.random.default_rng(n * 10 + c), n, c)
+    targets = Tensor(t, device=device)
+    _same(lambda x: F.cross_entropy(x, targets, reduction=reduction, label_smoothing=eps),
+          lambda x: reference.cross_entropy(x, targets, reduction=reduction,
+                                            label_smoothing=eps),
+          [a], device=device, **F64)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.6, 1.0])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_label_smoothing_float32(device, reduction, eps):
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-8, 8, (9, 6))
+    t = _targets(rng, 9, 6, ignore_index=4)
+    _same(lambda x: F.cross_entropy(x, t, ignore_index=4, reduction=reduction,
+                                    label_smoothing=eps),
+          lambda x: reference.cross_entropy(x, t, ignore_index=4, reduction=reduction,
+                                            label_smoothing=eps),
+          [a], "float32", device=device, **F32)
+
+
+def test_cross_entropy_reference_label_smoothing_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    a, t = rng.standard_normal((6, 5)), np.array([0, 4, -100, 2, 2, 1])
+    for eps in (0.05, 0.3, 1.0):
+        for reduction in ("mean", "sum", "none"):
+            ours = reference.cross_entropy(Tensor(a), t, reduction=reduction,
+                                           label_smoothing=eps).numpy()
+            theirs = torch.nn.functional.cross_entropy(torch.tensor(a), torch.tensor(t),
+                                                       reduction=reduction,
+                                                       label_smoothing=eps).numpy()
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14,
+                                       err_msg=f"{eps} {reduction}")
+
+
+@pytest.mark.parametrize("eps", [-0.5, 1.01])
+def test_cross_entropy_reference_label_smoothing_out_of_range(eps):
+    with pytest.raises(ValueError, match=rf"cross_entropy: label_smoothing must be in \[0, 1\], "
+                                         rf"got {eps}"):
+        reference.cross_entropy(Tensor(np.zeros((2, 3))), [0, 1], label_smoothing=eps)
+
+
 # ---- layer norm --------------------------------------------------------------------------------
 @pytest.mark.parametrize("affine", [True, False])
 @given(shape=tst.shapes(min_dims=1, max_dims=3, min_side=2), data=st.data())

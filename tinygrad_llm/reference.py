@@ -68,27 +68,37 @@ def log_softmax(x, axis=-1):
     return shifted - shifted.exp().sum(axis=axis, keepdims=True).log()      # same as x
 
 
-def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
+def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     r"""Softmax cross-entropy of ``logits`` (N, C) against integer class ``targets`` (N,), as
-    torch.nn.functional.cross_entropy:
+    torch.nn.functional.cross_entropy. With eps = ``label_smoothing`` the target distribution
+    is q[n, c] = (1 - eps) [c == t_n] + eps / C, and
 
-        loss_n = -log_softmax(logits)[n, t_n]       (0 where t_n == ignore_index)
+        loss_n = -sum_c q[n, c] log p[n, c]
+               = -(1 - eps) log p[n, t_n] - (eps / C) sum_c log p[n, c]   (p = softmax(logits))
+        (0 where t_n == ignore_index; eps = 0 gives loss_n = -log p[n, t_n])
         'mean': sum_n loss_n / M  (M the rows whose target is not ignored),  'sum': sum_n loss_n,
         'none': the (N,) losses
 
-    Autograd gives  dlogits[n, c] = dloss_n (softmax(logits)[n, c] - [c == t_n]).
+    Autograd gives  dlogits[n, c] = dloss_n (p[n, c] - q[n, c]).
 
     Fast path: tinygrad_llm.ops.nn.CrossEntropy.
     """
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], "
+                         f"got {label_smoothing!r}")
+    eps = float(label_smoothing)
     xp = backend.get_xp(logits.data)
     t = targets.data if isinstance(targets, Tensor) else xp.asarray(targets)   # (N,)
     valid = t != ignore_index                                               # (N,)
     safe = xp.where(valid, t, 0)               # (N,) any class for an ignored row: masked below
     logp = log_softmax(logits, axis=1)                                      # (N, C)
     picked = logp[xp.arange(logits.shape[0]), safe]                         # (N,) log p[n, t_n]
-    loss = where(valid, -picked, 0.0)                                       # (N,)
+    loss = -picked                                                          # (N,)
+    if eps:  # the smoothed part: -(eps / C) sum_c log p[n, c]
+        loss = (1.0 - eps) * loss - (eps / logits.shape[1]) * logp.sum(axis=1)   # (N,)
+    loss = where(valid, loss, 0.0)                                          # (N,)
     if reduction == "none":
         return loss
     if reduction == "sum":

@@ -46,11 +46,15 @@ def log_softmax(x, axis=-1):
     return _nn.LogSoftmax.apply(x, axis=axis)
 
 
-def cross_entropy(logits, targets, ignore_index=-100, reduction="mean"):
-    """Softmax cross-entropy of logits (N, C) against integer class targets (N,)."""
+def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    r"""Softmax cross-entropy of logits (N, C) against integer class targets (N,), as torch's.
+
+    ``label_smoothing`` eps in [0, 1] trains against q = (1 - eps) onehot(t) + eps / C instead
+    of onehot(t); the equations are in tinygrad_llm.ops.nn.CrossEntropy.
+    """
     targets = _tensor(targets, "targets", "cross_entropy", logits)
     return _nn.CrossEntropy.apply(logits, targets, ignore_index=ignore_index,
-                                  reduction=reduction)
+                                  reduction=reduction, label_smoothing=label_smoothing)
 
 
 def binary_cross_entropy(p, target, reduction="mean"):

@@ -79,21 +79,33 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     r"""Softmax cross-entropy of logits (N, C) against integer targets (N,).
 
-    With p = softmax(logits) row by row and t_n the target class of row n:
+    With p = softmax(logits) row by row, t_n the target class of row n and eps the
+    ``label_smoothing``, the target distribution of row n is
 
-        loss_n = -log p[n, t_n] = log sum_c e^{logits[n, c]} - logits[n, t_n]
+        q[n, c] = (1 - eps) [c == t_n] + eps / C
 
-    Rows whose target equals ``ignore_index`` get loss 0 and no gradient. The reduction is
-    'mean' (over the M rows that count), 'sum' or 'none'. Backward:
+    and the loss is the cross-entropy -sum_c q[n, c] log p[n, c]:
 
-        dlogits[n, c] = dloss_n (p[n, c] - [c == t_n])    (divided by M for 'mean')
+        loss_n = -(1 - eps) log p[n, t_n] - (eps / C) sum_c log p[n, c]
+               = lse_n - (1 - eps) logits[n, t_n] - (eps / C) sum_c logits[n, c]
+
+    with lse_n = log sum_c e^{logits[n, c]}; eps = 0 (the default) is the plain
+    loss_n = -log p[n, t_n]. Rows whose target equals ``ignore_index`` get loss 0 and no
+    gradient. The reduction is 'mean' (over the M rows that count, as torch divides),
+    'sum' or 'none'. Backward, with scale_n = dloss_n (divided by M for 'mean'; 0 for an
+    ignored row):
+
+        dlogits[n, c] = scale_n (p[n, c] - q[n, c])
+
+    The fused CUDA kernel (kernels/cross_entropy.cu) runs 'mean' without smoothing only;
+    every other case runs the array formulas below, on NumPy or CuPy.
 
     Reference: tinygrad_llm.reference.cross_entropy.
     """
 
     kernel = False   # set by forward when it ran the fused CUDA kernel (kernels/cuda.py)
 
-    def forward(self, logits, targets, ignore_index=-100, reduction="mean"):
+    def forward(self, logits, targets, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         xp = backend.get_xp(logits)
         if logits.ndim != 2:
             raise ValueError(f"cross_entropy: logits must be (N, C), got shape {logits.shape}")
@@ -105,7 +117,12 @@ class CrossEntropy(Function):
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', "
                              f"got {reduction!r}")
-        if reduction == "mean" and cuda.cuda_kernels_for(logits):  # kernels/cross_entropy.cu
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], "
+                             f"got {label_smoothing!r}")
+        eps = float(label_smoothing)        # a Python float: keeps float32 logits float32
+        # kernels/cross_entropy.cu: the mean without smoothing (the kernel has no eps)
+        if reduction == "mean" and eps == 0.0 and cuda.cuda_kernels_for(logits):
             # saved: logits, targets and ignore_index, with each row's log-sum-exp lse (N,) and
             # the count M of rows that count: backward rebuilds p = e^{logits - lse} from them
             self.kernel, self.logits, self.targets = True, logits, targets
@@ -125,10 +142,15 @@ class CrossEntropy(Function):
         p = xp.exp(shifted)                      # e^{shifted}: p's buffer, not p yet, (N, C)
         sum_e = p.sum(axis=1, keepdims=True)                               # (N, 1)
         rows = xp.arange(n)
-        loss = (xp.log(sum_e[:, 0]) - shifted[rows, safe]) * valid         # (N,)
+        if eps == 0.0:                           # loss_n = lse_n - logits[n, t_n]
+            loss = (xp.log(sum_e[:, 0]) - shifted[rows, safe]) * valid     # (N,)
+        else:  # loss_n = lse_n - (1 - eps) logits[n, t_n] - eps mean_c logits[n, c]
+            loss = (xp.log(sum_e[:, 0]) - (1.0 - eps) * shifted[rows, safe]
+                    - eps * shifted.mean(axis=1)) * valid                  # (N,)
         p /= sum_e                               # in place: now p = softmax(logits), (N, C)
-        # saved: p and the targets (dlogits = p - onehot), which rows count, the reduction
+        # saved: p, the targets and eps (dlogits = p - q), which rows count, the reduction
         self.p, self.safe, self.valid, self.reduction = p, safe, valid, reduction
+        self.eps = eps
         if reduction == "none":
             return loss
         if reduction == "sum":
@@ -147,10 +169,18 @@ class CrossEntropy(Function):
         else:  # 'sum' (dy is 0-d) and 'none' (dy is (N,))
             scale = dy * self.valid                                         # (N,)
         scale = scale.astype(self.p.dtype, copy=False)
-        # dlogits = scale * (p - onehot), written as scale * p (a new array: p stays intact
-        # for a second backward with retain_graph) minus scale at each row's target
-        dlogits = self.p * scale[:, None]                                   # (N, C)
-        dlogits[xp.arange(dlogits.shape[0]), self.safe] -= scale
+        rows = xp.arange(self.p.shape[0])                                   # (N,)
+        eps = self.eps
+        if eps == 0.0:
+            # dlogits = scale * (p - onehot), written as scale * p (a new array: p stays intact
+            # for a second backward with retain_graph) minus scale at each row's target
+            dlogits = self.p * scale[:, None]                               # (N, C)
+            dlogits[rows, self.safe] -= scale
+            return dlogits, None
+        # q = (1 - eps) onehot + eps / C  =>  dlogits = scale * (p - eps / C) minus
+        # (1 - eps) scale at each row's target (again a new array: p stays intact)
+        dlogits = (self.p - eps / self.p.shape[1]) * scale[:, None]         # (N, C)
+        dlogits[rows, self.safe] -= (1.0 - eps) * scale
         return dlogits, None
 
 
