@@ -542,3 +542,95 @@ def test_dropout_only_in_training():
     assert (w == 0).any()
     mha.eval()
     np.testing.assert_allclose(mha(x, x, x)[1].numpy().sum(-1), 1, rtol=1e-6)
+
+
+# ---- incremental decoding with a KV cache -------------------------------------------------------
+def _tiny_transformer(norm_first, batch_first, seed=0):
+    import tinygrad_llm
+    tinygrad_llm.manual_seed(seed)
+    model = Transformer(d_model=8, nhead=2, num_encoder_layers=2, num_decoder_layers=2,
+                        dim_feedforward=16, dropout=0.0, batch_first=batch_first,
+                        norm_first=norm_first)
+    model.to(dtype="float64")
+    model.eval()
+    return model
+
+
+def _seq(x, start, stop, batch_first):
+    r"""Positions start..stop-1 of x (T, N, E), or of (N, T, E) with batch_first."""
+    return x[:, start:stop] if batch_first else x[start:stop]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_cached_decoding_matches_the_full_decoder(norm_first, batch_first):
+    rng = np.random.default_rng(0)
+    model = _tiny_transformer(norm_first, batch_first)
+    n, s_len, t_len, e = 3, 5, 6, 8
+    shape = (n, s_len, e) if batch_first else (s_len, n, e)
+    src = Tensor(_np(rng, shape), dtype="float64")
+    tgt = _np(rng, (n, t_len, e) if batch_first else (t_len, n, e))
+    pad = np.zeros((n, s_len), dtype=bool)
+    pad[1, 3:] = True                                       # sentence 1 has 3 real tokens
+    pad[2, 4:] = True
+    memory = model.encode(src, src_key_padding_mask=pad)
+    cache = model.decoder.new_cache()
+    assert cache.length == 0
+    for t in range(1, t_len + 1):
+        mask = Transformer.generate_square_subsequent_mask(t, dtype=np.float64)
+        full = model.decoder(Tensor(_seq(tgt, 0, t, batch_first)), memory, tgt_mask=mask,
+                             memory_key_padding_mask=pad).numpy()
+        before = cache
+        step, cache = model.decoder(Tensor(_seq(tgt, t - 1, t, batch_first)),
+                                    memory if t == 1 else None,
+                                    memory_key_padding_mask=pad, cache=cache)
+        assert before.length == t - 1 and cache.length == t      # the given cache is unchanged
+        np.testing.assert_allclose(step.numpy(), _seq(full, t - 1, t, batch_first),
+                                   rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_cached_decoding_several_positions_at_once_and_unbatched(norm_first):
+    rng = np.random.default_rng(1)
+    model = _tiny_transformer(norm_first, batch_first=False)
+    src, tgt = _np(rng, (4, 8)), _np(rng, (5, 8))                # unbatched (S, E), (T, E)
+    memory = model.encode(Tensor(src))
+    mask = Transformer.generate_square_subsequent_mask(5, dtype=np.float64)
+    full = model.decoder(Tensor(tgt), memory, tgt_mask=mask).numpy()           # (T, E)
+    first, cache = model.decoder(Tensor(tgt[:3]), memory, cache=model.decoder.new_cache())
+    rest, cache = model.decoder(Tensor(tgt[3:]), None, cache=cache)            # 2 positions
+    np.testing.assert_allclose(np.concatenate([first.numpy(), rest.numpy()]), full,
+                               rtol=0, atol=1e-9)
+    assert cache.length == 5
+
+
+def test_cache_reorder_follows_the_batch():
+    rng = np.random.default_rng(2)
+    model = _tiny_transformer(False, batch_first=True)
+    src, tgt = _np(rng, (3, 4, 8)), _np(rng, (3, 3, 8))
+    memory = model.encode(Tensor(src))
+    _, cache = model.decoder(Tensor(tgt[:, :2]), memory, cache=model.decoder.new_cache())
+    index = np.array([2, 0, 0, 1])                           # reorder, duplicate
+    y, _ = model.decoder(Tensor(tgt[index, 2:]), None, cache=cache.reorder(index))
+    mask = Transformer.generate_square_subsequent_mask(3, dtype=np.float64)
+    full = model.decoder(Tensor(tgt), memory, tgt_mask=mask).numpy()
+    np.testing.assert_allclose(y.numpy(), full[index, 2:], rtol=0, atol=1e-9)
+
+
+def test_cache_misuse_raises():
+    model = _tiny_transformer(False, batch_first=True)
+    x = Tensor(np.zeros((1, 1, 8)))
+    with pytest.raises(ValueError, match="needs memory"):
+        model.decoder(x, None, cache=model.decoder.new_cache())
+    with pytest.raises(ValueError, match="tgt_mask"):
+        model.decoder(x, x, tgt_mask=np.zeros((1, 1)), cache=model.decoder.new_cache())
+
+
+def test_positional_encoding_offset():
+    pe = PositionalEncoding(6, max_len=10, dropout=0.0)
+    x = Tensor(np.zeros((7, 2, 6), dtype=np.float32))
+    whole = pe(x).numpy()
+    np.testing.assert_array_equal(pe(Tensor(np.zeros((3, 2, 6), np.float32)), offset=4).numpy(),
+                                  whole[4:7])
+    with pytest.raises(ValueError, match="max_len"):
+        pe(x, offset=4)

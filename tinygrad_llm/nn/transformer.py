@@ -52,6 +52,14 @@ PositionalEncoding adds the fixed sinusoidal table PE (max_len, E) to a (T, N, E
 
     PE[pos, 2i] = sin(pos / 10000^(2i / E)),   PE[pos, 2i + 1] = cos(pos / 10000^(2i / E))
 
+Incremental decoding (not in torch.nn): ``TransformerDecoder.forward(tgt_new, memory, ...,
+cache=cache)`` with a KVCache (``decoder.new_cache()``) feeds only the new target positions and
+returns ``(y_new, cache)``: each layer's self-attention keys and values of the past positions and
+its cross-attention keys and values of ``memory`` are kept in the cache instead of recomputed,
+and the outputs equal the full decoder's last rows under the causal tgt_mask. The cache is passed
+in and returned, never kept on a module; ``Transformer.encode`` gives the memory, and
+``PositionalEncoding(x, offset=t)`` places new positions after t seen ones.
+
 torch's ``kdim``/``vdim``/``add_bias_kv``/``add_zero_attn`` options and its inference fast path
 (nested tensors) are not provided.
 """
@@ -67,10 +75,11 @@ from tinygrad_llm.nn import init
 from tinygrad_llm.nn.layers import Dropout, LayerNorm, Linear
 from tinygrad_llm.nn.module import Module, ModuleList, Parameter
 from tinygrad_llm.ops import attention as _attention
-from tinygrad_llm.tensor import Tensor, where
+from tinygrad_llm.tensor import Tensor, concatenate, where
 
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
-           "TransformerEncoder", "TransformerDecoder", "Transformer", "PositionalEncoding"]
+           "TransformerEncoder", "TransformerDecoder", "Transformer", "PositionalEncoding",
+           "KVCache"]
 
 
 def _xavier_uniform(shape):
@@ -159,21 +168,34 @@ class MultiheadAttention(Module):
     def _attend(self, query, key, value, key_padding_mask, need_weights, attn_mask,
                 average_attn_weights, is_causal):
         r"""The attention on batch-first inputs: query (N, L, E), key, value (N, S, E)."""
-        n, tq, e = query.shape
-        s_len = key.shape[1]
-        nh, hs = self.num_heads, self.head_dim
+        n, e = query.shape[0], query.shape[2]
         if e != self.embed_dim or key.shape[0] != n or value.shape[:2] != key.shape[:2]:
             raise ValueError(f"MultiheadAttention: expected query (N, L, {self.embed_dim}) "
                              f"and key, value (N, S, {self.embed_dim}) (batch-first view), got "
                              f"{query.shape}, {key.shape}, {value.shape}")
-        w, b = self.in_proj_weight, self.in_proj_bias
-        bq, bk, bv = (None, None, None) if b is None else (b[0:e], b[e:2 * e], b[2 * e:])  # (E,)
-        q = F.linear(query, w[0:e], bq)                                    # (N, L, E)
-        k = F.linear(key, w[e:2 * e], bk)                                  # (N, S, E)
-        v = F.linear(value, w[2 * e:], bv)                                 # (N, S, E)
-        q = q.reshape(n, tq, nh, hs).transpose(0, 2, 1, 3)                 # (N, nh, L, hs)
-        k = k.reshape(n, s_len, nh, hs).transpose(0, 2, 1, 3)              # (N, nh, S, hs)
-        v = v.reshape(n, s_len, nh, hs).transpose(0, 2, 1, 3)              # (N, nh, S, hs)
+        q = self._project(query, 0)                                        # (N, nh, L, hs)
+        k = self._project(key, 1)                                          # (N, nh, S, hs)
+        v = self._project(value, 2)                                        # (N, nh, S, hs)
+        return self._attend_heads(q, k, v, key_padding_mask, need_weights, attn_mask,
+                                  average_attn_weights, is_causal)
+
+    def _project(self, x, which):
+        r"""Head-split projection of batch-first x (N, T, E): which = 0, 1, 2 for q, k, v.
+
+            q = x W_q^T + b_q  (N, T, E)  ->  (N, nh, T, hs)    (likewise k, v)"""
+        n, t, e = x.shape
+        rows = slice(which * e, (which + 1) * e)
+        b = None if self.in_proj_bias is None else self.in_proj_bias[rows]  # (E,)
+        y = F.linear(x, self.in_proj_weight[rows], b)                      # (N, T, E)
+        y = y.reshape(n, t, self.num_heads, self.head_dim)                  # (N, T, nh, hs)
+        return y.transpose(0, 2, 1, 3)                                     # (N, nh, T, hs)
+
+    def _attend_heads(self, q, k, v, key_padding_mask, need_weights, attn_mask,
+                      average_attn_weights, is_causal):
+        r"""The attention of projected heads q (N, nh, L, hs), k, v (N, nh, S, hs), then the
+        output projection: returns (y (N, L, E), weights or None)."""
+        n, nh, tq, hs = q.shape
+        s_len, e = k.shape[2], self.embed_dim
         p_drop = self.dropout if self.training else 0.0
         mask = self._mask(attn_mask, key_padding_mask, n, tq, s_len, q.data)
         fused_causal = is_causal and key_padding_mask is None and tq == s_len
@@ -343,6 +365,51 @@ class TransformerDecoderLayer(Module):
                            need_weights=False, is_causal=bool(is_causal))[0]
         return self.dropout1(x)
 
+    def forward_cached(self, x, memory, past, memory_mask=None, memory_key_padding_mask=None):
+        r"""The layer on the new positions only, batch-first whatever ``batch_first`` says:
+        x (N, L, E) holds target positions t..t+L-1, ``past`` = (k, v, k_mem, v_mem) this
+        layer's cached keys and values (k, v (N, nh, t, hs), or None when t = 0; k_mem, v_mem
+        (N, nh, S, hs), or None to project ``memory`` (N, S, E) now). Returns (y (N, L, E),
+        (k, v, k_mem, v_mem)) with k, v grown to t + L positions. Self-attention is causal:
+        new position t+i sees positions 0..t+i."""
+        past_k, past_v, k_mem, v_mem = past
+        l_new = x.shape[1]
+        t = 0 if past_k is None else past_k.shape[2]
+        sa, ca = self.self_attn, self.multihead_attn
+
+        def sa_block(h):
+            k = sa._project(h, 1)                                          # (N, nh, L, hs)
+            v = sa._project(h, 2)                                          # (N, nh, L, hs)
+            if past_k is not None:
+                k = concatenate([past_k, k], axis=2)                       # (N, nh, t+L, hs)
+                v = concatenate([past_v, v], axis=2)                       # (N, nh, t+L, hs)
+            future = None                                  # one new position sees every key
+            if l_new > 1:
+                future = np.triu(np.ones((l_new, t + l_new), dtype=bool), k=t + 1)  # (L, t+L)
+            y = sa._attend_heads(sa._project(h, 0), k, v, None, False, future, True,
+                                 False)[0]                                 # (N, L, E)
+            return self.dropout1(y), k, v
+
+        def mha_block(h):
+            y = ca._attend_heads(ca._project(h, 0), k_mem, v_mem, memory_key_padding_mask,
+                                 False, memory_mask, True, False)[0]       # (N, L, E)
+            return self.dropout2(y)
+
+        if k_mem is None:
+            k_mem = ca._project(memory, 1)                                 # (N, nh, S, hs)
+            v_mem = ca._project(memory, 2)                                 # (N, nh, S, hs)
+        if self.norm_first:
+            y, k, v = sa_block(self.norm1(x))
+            x = x + y
+            x = x + mha_block(self.norm2(x))
+            x = x + self._ff_block(self.norm3(x))
+        else:
+            y, k, v = sa_block(x)
+            x = self.norm1(x + y)
+            x = self.norm2(x + mha_block(x))
+            x = self.norm3(x + self._ff_block(x))
+        return x, (k, v, k_mem, v_mem)                                     # (N, L, E)
+
     def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal):
         x = self.multihead_attn(x, memory, memory, attn_mask=attn_mask,
                                 key_padding_mask=key_padding_mask, need_weights=False,
@@ -387,10 +454,65 @@ class TransformerEncoder(Module):
         return self.norm(x) if self.norm is not None else x                # (S, N, E)
 
 
+class KVCache:
+    r"""The keys and values a TransformerDecoder has computed, kept for its next positions.
+
+    Per decoder layer l: ``keys[l]``, ``values[l]`` (N, nh, t, hs), the self-attention's k and v
+    of the t target positions decoded so far, and ``memory_keys[l]``, ``memory_values[l]``
+    (N, nh, S, hs), the cross-attention's k and v of the encoder's output, computed once (None
+    before the first step). Always batch-first, whatever the layers' ``batch_first``. A cache is
+    a value: ``TransformerDecoder.forward(..., cache=cache)`` returns a new one and leaves the
+    given one as it was; ``TransformerDecoder.new_cache()`` makes an empty one.
+
+    Decoding position t+i with the cache computes, per head h,
+
+        k_h = concat(keys[l]_h, x_new W_k^T + b_k)        (N, t + L, hs)
+        P_h = softmax(q_h k_h^T / sqrt(hs) + causal)       causal: -inf where key j > t + i
+
+    which are the rows t..t+L-1 of the full decoder's attention: the same numbers, without
+    recomputing the past positions' k and v (and the memory's) at every step.
+    """
+
+    def __init__(self, keys, values, memory_keys, memory_values):
+        self.keys, self.values = tuple(keys), tuple(values)
+        self.memory_keys, self.memory_values = tuple(memory_keys), tuple(memory_values)
+
+    @property
+    def length(self):
+        r"""t, the number of target positions cached (0 when empty)."""
+        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+
+    def reorder(self, index):
+        r"""A cache whose batch row i is row ``index[i]`` of this one (index: ints (N',)); beam
+        search calls it when beams are reordered, duplicated or dropped."""
+        index = np.asarray(backend.to_numpy(_data(index)), dtype=np.int64)  # (N',)
+
+        def take(x):
+            if x is None:
+                return None
+            return x[backend.to_device(index, x.device)]                  # (N', nh, t|S, hs)
+
+        return KVCache(*([take(x) for x in group] for group in
+                         (self.keys, self.values, self.memory_keys, self.memory_values)))
+
+    def __repr__(self):
+        return f"KVCache(layers={len(self.keys)}, length={self.length})"
+
+
 class TransformerDecoder(Module):
     r"""``num_layers`` independent copies of ``decoder_layer``, then ``norm`` if given.
     ``forward(tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-    memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False)``."""
+    memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False, cache=None)``.
+
+    With ``cache`` (a KVCache, e.g. ``new_cache()``) the decoder runs incrementally: tgt holds
+    only the L new target positions t..t+L-1 (t = cache.length; (L, N, E), or (N, L, E) with
+    batch_first, or (L, E)) and forward returns ``(y, cache)``: y the output of those positions
+    (tgt's shape) and the cache grown by them. Self-attention is causal (tgt_mask and
+    tgt_key_padding_mask must be None); memory is read on the first call only (it may be None
+    afterwards), memory_key_padding_mask (N, S) is needed at every call, memory_mask (L, S) is
+    the new rows. The outputs equal the last L rows of the full decoder on all t + L positions
+    with the causal tgt_mask.
+    """
 
     def __init__(self, decoder_layer, num_layers, norm=None):
         super().__init__()
@@ -398,8 +520,19 @@ class TransformerDecoder(Module):
         self.num_layers = num_layers
         self.norm = norm
 
+    def new_cache(self):
+        r"""An empty KVCache for this decoder's layers."""
+        empty = [None] * len(self.layers)
+        return KVCache(empty, empty, empty, empty)
+
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False,
+                cache=None):
+        if cache is not None:
+            if tgt_mask is not None or tgt_key_padding_mask is not None:
+                raise ValueError("TransformerDecoder: with a cache the self-attention is causal "
+                                 "by construction; tgt_mask and tgt_key_padding_mask must be None")
+            return self._forward_cached(tgt, memory, cache, memory_mask, memory_key_padding_mask)
         if tgt_is_causal is None:
             first = self.layers[0].self_attn.batch_first if len(self.layers) else False
             tgt_is_causal = _is_causal_mask(tgt_mask,
@@ -411,6 +544,38 @@ class TransformerDecoder(Module):
                       memory_key_padding_mask=memory_key_padding_mask,
                       tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
         return self.norm(x) if self.norm is not None else x                # (L, N, E)
+
+    def _forward_cached(self, tgt, memory, cache, memory_mask, memory_key_padding_mask):
+        if len(cache.keys) != len(self.layers):
+            raise ValueError(f"TransformerDecoder: the cache has {len(cache.keys)} layers, the "
+                             f"decoder {len(self.layers)}")
+        batch_first = self.layers[0].self_attn.batch_first if len(self.layers) else False
+        batched = tgt.ndim == 3
+        if memory is None and any(k is None for k in cache.memory_keys):
+            raise ValueError("TransformerDecoder: the first call with a cache needs memory")
+        if not batched:                                    # (L, E) -> (1, L, E)
+            x = tgt.reshape(1, *tgt.shape)
+            memory = None if memory is None else memory.reshape(1, *memory.shape)  # (1, S, E)
+            if memory_key_padding_mask is not None:
+                memory_key_padding_mask = np.reshape(_data(memory_key_padding_mask), (1, -1))
+        elif not batch_first:                              # (L, N, E) -> (N, L, E)
+            x = tgt.transpose(1, 0, 2)
+            memory = None if memory is None else memory.transpose(1, 0, 2)  # (N, S, E)
+        else:
+            x = tgt                                                        # (N, L, E)
+        caches = []
+        for layer, *past in zip(self.layers, cache.keys, cache.values, cache.memory_keys,
+                                cache.memory_values):
+            x, past = layer.forward_cached(x, memory, past, memory_mask=memory_mask,
+                                           memory_key_padding_mask=memory_key_padding_mask)
+            caches.append(past)                                            # (k, v, k_mem, v_mem)
+        if self.norm is not None:
+            x = self.norm(x)                                               # (N, L, E)
+        if not batched:
+            x = x.reshape(*x.shape[1:])                                    # (L, E)
+        elif not batch_first:
+            x = x.transpose(1, 0, 2)                                       # (L, N, E)
+        return x, KVCache(*zip(*caches)) if caches else cache
 
 
 class Transformer(Module):
@@ -462,6 +627,13 @@ class Transformer(Module):
                             tgt_is_causal=tgt_is_causal,
                             memory_is_causal=memory_is_causal)             # (L, N, E)
 
+    def encode(self, src, src_mask=None, src_key_padding_mask=None, src_is_causal=None):
+        r"""The encoder's output ``memory`` (S, N, E) ((N, S, E) with batch_first), as forward
+        computes it. Incremental decoding then runs ``decoder(tgt_new, memory, ...,
+        cache=decoder.new_cache())`` step by step (TransformerDecoder, KVCache)."""
+        return self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
+                            is_causal=src_is_causal)                       # (S, N, E)
+
     @staticmethod
     def generate_square_subsequent_mask(sz, dtype=np.float32):
         r"""The (sz, sz) float causal mask: 0 on and below the diagonal, -inf above it."""
@@ -491,11 +663,14 @@ class PositionalEncoding(Module):
         pe[:, 1::2] = np.cos(angle[:, :d_model // 2])
         self.pe = pe.astype(np.float32)                                    # (max_len, D)
 
-    def forward(self, x):
+    def forward(self, x, offset=0):
+        r"""x + PE[offset:offset + T], then dropout; offset > 0 places x after ``offset``
+        positions already seen (incremental decoding with a KVCache)."""
         t = x.shape[1 if self.batch_first else 0]
-        if t > self.max_len:
-            raise ValueError(f"PositionalEncoding: sequence length {t} > max_len={self.max_len}")
-        pe = self.pe[:t].astype(x.dtype)                                   # (T, D)
+        if offset + t > self.max_len:
+            raise ValueError(f"PositionalEncoding: positions up to {offset + t} > "
+                             f"max_len={self.max_len}")
+        pe = self.pe[offset:offset + t].astype(x.dtype)                    # (T, D)
         pe = pe[None] if self.batch_first else pe[:, None]                 # (1, T, D) | (T, 1, D)
         return self.dropout(x + Tensor(backend.to_device(pe, x.device)))   # like x
 
