@@ -33,8 +33,10 @@ length-normalised score of GNMT (Wu et al., 2016):
 
 with |y| the number of generated tokens (eos included, the start prefix not). length_penalty=0
 ranks by s alone (short hypotheses win); larger values favour longer ones; lp(1) = 1. A sentence
-is finished when it holds K finished hypotheses (fairseq's rule), or when the hypotheses reach
-``max_len``; then its live beams are finished too, and the best score wins.
+is finished once it holds K finished hypotheses and its best live hypothesis scores no better
+than the K-th of them, s_live / lp(|y_live|) <= score_K (Hugging Face's rule with
+early_stopping=False; exact for length_penalty=0, where s can only fall), or when the hypotheses
+reach ``max_len``; then its live beams are finished too. The best scores win.
 
 When beams are reordered the state must follow them: ``reorder(state, index)`` returns the state
 whose row i is row ``index[i]`` of the given state (``index`` an int64 NumPy array (M',) of old
@@ -185,6 +187,7 @@ def beam_search(step, start, beam_size=5, max_len=50, eos_id=None, length_penalt
             if k_new < 1:
                 raise ValueError("beam_search: the vocabulary holds nothing but eos_id")
             rows, tokens, new_sums = [], [], []
+            new_len = ids.shape[1] + 1 - t0                # tokens generated after this step
             for b in range(n):
                 kept = 0
                 for rank, flat in enumerate(order[b]):
@@ -202,7 +205,9 @@ def beam_search(step, start, beam_size=5, max_len=50, eos_id=None, length_penalt
                         new_sums.append(s)
                         kept += 1
                 if len(finished[b]) >= beam_size:
-                    done[b] = True
+                    kth = sorted(score for score, _ in finished[b])[-beam_size]
+                    live = max(new_sums[-kept:]) if kept else -np.inf
+                    done[b] = live / length_penalty_gnmt(new_len, length_penalty) <= kth
             index = np.asarray(rows, dtype=np.int64)                        # (N*k_new,)
             ids = np.concatenate([ids[index], np.asarray(tokens)[:, None]], axis=1)  # (N*k, t+1)
             sums = np.asarray(new_sums, dtype=np.float64)                   # (N*k_new,)
