@@ -291,3 +291,10 @@ def test_gpt_greedy_decode_matches_generate():
     np.testing.assert_array_equal(np.stack(seqs), model.generate(prompt, 6, temperature=0))
     beam, _ = beam_search(step, prompt, beam_size=3, max_len=9)
     assert all(len(s) == 9 for s in beam)
+    model.train()
+    np.testing.assert_array_equal(model.generate(prompt, 6, num_beams=3), np.stack(beam))
+    assert model.training                                                   # mode restored
+    np.testing.assert_array_equal(model.generate(prompt, 6, num_beams=1, temperature=0),
+                                  np.stack(seqs))
+    with pytest.raises(ValueError, match="num_beams"):
+        model.generate(prompt, 2, num_beams=0)

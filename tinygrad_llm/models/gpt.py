@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinygrad_llm import backend
+from tinygrad_llm.decoding import beam_search
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn import init
 from tinygrad_llm.nn.attention import CausalSelfAttention
@@ -201,7 +202,8 @@ class GPT(Module):
 
     # ---- generation ---------------------------------------------------------------------------
     @no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                 num_beams=1):
         r"""Extend idx (B, T) by ``max_new_tokens`` sampled tokens, one at a time; returns a NumPy
         int64 array (B, T + max_new_tokens).
 
@@ -211,6 +213,11 @@ class GPT(Module):
         (nucleus sampling). temperature=0 is greedy decoding (argmax). ``seed`` makes the draws
         reproducible (otherwise they come from the generator of ``tinygrad_llm.manual_seed``).
         Runs in eval mode under no_grad; the previous mode is restored.
+
+        ``num_beams`` > 1 runs beam search instead (tinygrad_llm.decoding.beam_search, no
+        end-of-sequence token, so every beam has the same length and the length penalty plays no
+        part): each row gets the continuation of highest total log-probability the beam finds.
+        It is deterministic; temperature, top_k, top_p and seed are not used.
         """
         if temperature < 0:
             raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
@@ -218,12 +225,16 @@ class GPT(Module):
             raise ValueError(f"generate: top_k must be >= 1, got {top_k}")
         if top_p is not None and not 0 < top_p <= 1:
             raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+        if num_beams < 1:
+            raise ValueError(f"generate: num_beams must be >= 1, got {num_beams}")
         rng = np.random.default_rng(seed) if seed is not None else backend.host_rng()
         idx = idx.numpy() if isinstance(idx, Tensor) else np.asarray(idx)
         idx = idx.astype(np.int64).reshape(1, -1) if idx.ndim == 1 else idx.astype(np.int64)
         was_training = self.training
         self.eval()
         try:
+            if num_beams > 1:
+                return self._beam_generate(idx, max_new_tokens, num_beams)
             for _ in range(max_new_tokens):
                 context = idx[:, -self.config.block_size:]                  # (B, T')
                 x = self.hidden_states(context)[:, -1:, :]                  # (B, 1, C)
@@ -233,6 +244,17 @@ class GPT(Module):
         finally:
             self.train(was_training)
         return idx
+
+    def _beam_generate(self, idx, max_new_tokens, num_beams):
+        r"""Beam search over the next ``max_new_tokens`` tokens of each row of idx (B, T)."""
+        def step(ids, state):
+            context = ids[:, -self.config.block_size:]                     # (M, T')
+            x = self.hidden_states(context)[:, -1, :]                      # (M, C)
+            return F.log_softmax(self.lm_head(x), axis=-1), state          # (M, V)
+
+        sequences, _ = beam_search(step, idx, beam_size=num_beams,
+                                   max_len=idx.shape[1] + max_new_tokens)
+        return np.stack(sequences)                                         # (B, T + new)
 
     # ---- optimizer ----------------------------------------------------------------------------
     def configure_optimizers(self, weight_decay, learning_rate, betas=(0.9, 0.95), eps=1e-8):
