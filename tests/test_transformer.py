@@ -634,3 +634,23 @@ def test_positional_encoding_offset():
                                   whole[4:7])
     with pytest.raises(ValueError, match="max_len"):
         pe(x, offset=4)
+
+
+@pytest.mark.parametrize("dtype, atol", [("float64", 1e-9), ("float32", 1e-5)])
+def test_cached_decoding_with_a_memory_mask(dtype, atol):
+    rng = np.random.default_rng(3)
+    model = _tiny_transformer(True, batch_first=True)
+    model.to(dtype=dtype)
+    src, tgt = _np(rng, (2, 4, 8)).astype(dtype), _np(rng, (2, 4, 8)).astype(dtype)
+    memory_mask = np.zeros((4, 4), dtype=bool)
+    memory_mask[0, 1:] = True                                # query 0 sees source 0 only
+    memory_mask[2, :2] = True
+    memory = model.encode(Tensor(src))
+    causal = Transformer.generate_square_subsequent_mask(4, dtype=np.dtype(dtype))
+    full = model.decoder(Tensor(tgt), memory, tgt_mask=causal, memory_mask=memory_mask).numpy()
+    cache = model.decoder.new_cache()
+    for t in range(4):
+        y, cache = model.decoder(Tensor(tgt[:, t:t + 1]), memory, memory_mask=memory_mask[t:t + 1],
+                                 cache=cache)
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y.numpy(), full[:, t:t + 1], rtol=0, atol=atol)

@@ -204,12 +204,13 @@ def beam_search(step, start, beam_size=5, max_len=50, eos_id=None, length_penalt
                         tokens.append(token)
                         new_sums.append(s)
                         kept += 1
-                if len(finished[b]) >= beam_size:
+                if not done[b] and len(finished[b]) >= beam_size:
                     kth = sorted(score for score, _ in finished[b])[-beam_size]
                     live = max(new_sums[-kept:]) if kept else -np.inf
                     done[b] = live / length_penalty_gnmt(new_len, length_penalty) <= kth
             index = np.asarray(rows, dtype=np.int64)                        # (N*k_new,)
-            ids = np.concatenate([ids[index], np.asarray(tokens)[:, None]], axis=1)  # (N*k, t+1)
+            chosen = np.asarray(tokens, dtype=np.int64)[:, None]            # (N*k_new, 1)
+            ids = np.concatenate([ids[index], chosen], axis=1)              # (N*k_new, t + 1)
             sums = np.asarray(new_sums, dtype=np.float64)                   # (N*k_new,)
             k_live = k_new
             if ids.shape[1] < max_len and not done.all():
