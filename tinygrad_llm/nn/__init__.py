@@ -8,6 +8,7 @@ from tinygrad_llm.nn.lstm import LSTM, LSTMCell
 from tinygrad_llm.nn.module import Module, ModuleList, Parameter, Sequential
 from tinygrad_llm.nn.rnn import RNN, RNNCell
 from tinygrad_llm.nn.transformer import (
+    KVCache,
     MultiheadAttention,
     PositionalEncoding,
     Transformer,
@@ -23,4 +24,4 @@ __all__ = ["Module", "Parameter", "ModuleList", "Sequential", "Linear", "Embeddi
 __all__ += ["RNN", "RNNCell", "LSTM", "LSTMCell", "GRU", "GRUCell"]  # recurrent layers
 __all__ += ["MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
             "TransformerEncoder", "TransformerDecoder", "Transformer",
-            "PositionalEncoding"]  # the encoder-decoder Transformer
+            "PositionalEncoding", "KVCache"]  # the encoder-decoder Transformer
