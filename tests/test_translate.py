@@ -72,7 +72,7 @@ def test_smoke_run_writes_log_checkpoint_and_json_last(translate, trained, capsy
 
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(translate, tmp_path):
     args = ["--max-iters", "4", "--eval-interval", "2", "--lr", "1e-2", "--warmup-iters",
-            "1", *TINY]
+            "1", "--lr-decay-iters", "4", *TINY]
     full, part = tmp_path / "full", tmp_path / "part"
     assert translate.main(["--out-dir", str(full), *args]) == 0
     assert translate.main(["--out-dir", str(part), *args, "--max-iters", "2"]) == 0
@@ -80,7 +80,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(translate, tmp_pat
                            *QUICK]) == 0
     a, b = _log(full), _log(part)
     assert [r["iter"] for r in b] == [0, 2, 4]
-    for key in ("train_loss", "val_loss"):
+    for key in ("train_loss", "val_loss", "lr"):
         assert [r[key] for r in a] == pytest.approx([r[key] for r in b], rel=1e-6)
 
 
