@@ -405,8 +405,8 @@ def decoder_step(model):
 
     With a cache the decoder reads only the positions it has not seen (ids[:, t:], t the cache
     length: all of <bos> on the first call, then the last token) and appends their keys and
-    values to the cache. Without one it re-reads the whole row every step, as in training:
-    the same numbers, t times the work for the self-attention's k and v.
+    values to the cache. Without one it runs the decoder on the whole row every step, as in
+    training: the same numbers, with all t positions recomputed in every layer.
     """
 
     def step(ids, state):
@@ -445,7 +445,9 @@ def translate_ids(model, vocab, sources, beam=1, length_penalty=0.6, batch_size=
             ids, _ = decoding.beam_search(step, start, beam_size=beam, max_len=max_len,
                                           eos_id=vocab.eos, length_penalty=length_penalty,
                                           state=state)
-        out.extend(row[1:].tolist() for row in ids)                        # without <bos>
+        for row in ids:
+            row = row[1:].tolist()                                         # without <bos>
+            out.append(row[:-1] if row and row[-1] == vocab.eos else row)  # and <eos>
     model.train()
     return out
 
