@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_llm
-from tinygrad_llm import allocator, backend, no_grad
-from tinygrad_llm.checkpoint import load_npz, save_npz
+from tinygrad_llm import allocator, backend, checkpoint, no_grad
+from tinygrad_llm.checkpoint import save_npz
 from tinygrad_llm.data import get_batch, tiny_shakespeare
 from tinygrad_llm.kernels import cuda
 from tinygrad_llm.models.gpt import GPT, GPTConfig
@@ -224,20 +224,10 @@ def save_checkpoint(path, model, opt, meta):
 
 def load_checkpoint(path):
     r"""(meta dict, {name: array}) from ``path``; a missing or corrupt file raises UsageError."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"no checkpoint at {path} (train first, or check --out-dir)")
     try:
-        meta, arrays = load_npz(path)
-    except Exception as e:  # BadZipFile, ValueError, KeyError, OSError, JSON errors: all corrupt
-        raise UsageError(f"{path} is not a readable checkpoint (corrupt or truncated?): "
-                         f"{type(e).__name__}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UsageError(f"{path} is not a train_shakespeare checkpoint")
-    if meta.get("version") != VERSION:
-        raise UsageError(f"{path} has checkpoint version {meta.get('version')}; this script "
-                         f"reads version {VERSION}")
-    return meta, arrays
+        return checkpoint.load_checkpoint(path, FORMAT, VERSION, "train_shakespeare")
+    except checkpoint.CheckpointError as e:
+        raise UsageError(str(e)) from None
 
 
 def model_from_checkpoint(meta, arrays, device="cpu"):

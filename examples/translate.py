@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_llm
-from tinygrad_llm import backend, no_grad
-from tinygrad_llm.checkpoint import load_npz, save_npz
+from tinygrad_llm import backend, checkpoint, no_grad
+from tinygrad_llm.checkpoint import save_npz
 from tinygrad_llm.data import translation_splits
 from tinygrad_llm.metrics import bleu, rouge_l
 from tinygrad_llm.nn import functional as F
@@ -333,20 +333,10 @@ def save_checkpoint(path, model, opt, meta):
 
 def load_checkpoint(path):
     r"""(meta, {name: array}) from ``path``; a missing or unreadable file raises UsageError."""
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(f"no checkpoint at {path} (train first, or check --out-dir)")
     try:
-        meta, arrays = load_npz(path)
-    except Exception as e:  # BadZipFile, ValueError, KeyError, OSError, JSON errors: all corrupt
-        raise UsageError(f"{path} is not a readable checkpoint (corrupt or truncated?): "
-                         f"{type(e).__name__}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise UsageError(f"{path} is not a translate.py checkpoint")
-    if meta.get("version") != VERSION:
-        raise UsageError(f"{path} has checkpoint version {meta.get('version')}; this script "
-                         f"reads version {VERSION}")
-    return meta, arrays
+        return checkpoint.load_checkpoint(path, FORMAT, VERSION, "translate.py")
+    except checkpoint.CheckpointError as e:
+        raise UsageError(str(e)) from None
 
 
 def model_from_checkpoint(meta, arrays):

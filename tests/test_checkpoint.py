@@ -35,3 +35,23 @@ def test_load_npz_refuses_pickled_objects(tmp_path):
              obj=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         load_npz(path)
+
+
+def test_load_checkpoint_says_what_is_wrong(tmp_path):
+    from tinygrad_llm.checkpoint import CheckpointError, load_checkpoint
+    path = tmp_path / "ckpt.npz"
+    with pytest.raises(CheckpointError, match="no checkpoint at .*check --out-dir"):
+        load_checkpoint(path, "demo", 1, "demo.py")
+    path.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint .*corrupt or truncated"):
+        load_checkpoint(path, "demo", 1, "demo.py")
+    save_npz(path, {"w": np.ones(2)}, {"format": "other", "version": 1})
+    with pytest.raises(CheckpointError, match="is not a demo.py checkpoint"):
+        load_checkpoint(path, "demo", 1, "demo.py")
+    save_npz(path, {"w": np.ones(2)}, {"format": "demo", "version": 2})
+    with pytest.raises(CheckpointError, match="version 2; this script reads version 1"):
+        load_checkpoint(path, "demo", 1, "demo.py")
+    save_npz(path, {"w": np.arange(3.0)}, {"format": "demo", "version": 1, "step": 7})
+    meta, arrays = load_checkpoint(path, "demo", 1, "demo.py")
+    assert meta["step"] == 7
+    np.testing.assert_array_equal(arrays["w"], [0.0, 1.0, 2.0])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_npz", "load_npz"]
+__all__ = ["atomic_write", "save_npz", "load_npz", "load_checkpoint", "CheckpointError"]
 
 
 @contextlib.contextmanager
@@ -58,3 +58,33 @@ def load_npz(path):
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(arrays.pop("meta_json").tobytes().decode("utf-8"))
     return meta, arrays
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or not of the kind asked for; the message says
+    which, for the user."""
+
+
+def load_checkpoint(path, format, version, name):
+    r"""``(meta, arrays)`` of a training checkpoint written by ``save_npz`` with
+    ``meta["format"] == format`` and ``meta["version"] == version``.
+
+    ``name`` is the program the checkpoint belongs to, for the messages. A missing file, an
+    unreadable one (corrupt or truncated), one of another program or of another version raises
+    ``CheckpointError`` saying which.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path} (train first, or check --out-dir)")
+    try:
+        meta, arrays = load_npz(path)
+    except Exception as e:  # BadZipFile, ValueError, KeyError, OSError, JSON errors: all corrupt
+        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): "
+                              f"{type(e).__name__}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != format:
+        raise CheckpointError(f"{path} is not a {name} checkpoint")
+    if meta.get("version") != version:
+        raise CheckpointError(f"{path} has checkpoint version {meta.get('version')}; this "
+                              f"script reads version {version}")
+    return meta, arrays
+
