@@ -118,31 +118,41 @@ def load_movie_reviews(path=None):
     The file is tab-separated with the header ``id, sentiment, text``. A missing file raises
     FileNotFoundError; a malformed line raises ValueError naming the file and the line number.
     """
-    path = Path(path) if path is not None else dataset_path("movie_review_snippets.tsv")
+    def parse(fields):
+        if len(fields) != 3:
+            raise ValueError(f"expected 3 tab-separated fields, got {len(fields)}")
+        sentiment = float(fields[1])
+        if not -4 <= sentiment <= 4:
+            raise ValueError(f"sentiment {sentiment} is outside [-4, 4]")
+        return int(fields[0]), sentiment, fields[2]
+
+    return _read_tsv("load_movie_reviews", path, "movie_review_snippets.tsv",
+                     ["id", "sentiment", "text"], parse)
+
+
+def _read_tsv(op, path, shipped, header, parse):
+    r"""The rows of a tab-separated file with a header line: ``parse(fields)`` for each non-blank
+    line after the header. ``path`` None means the shipped file ``shipped``. A missing file
+    raises FileNotFoundError; a wrong header, or a line that ``parse`` refuses with ValueError,
+    raises ValueError naming ``op``, the file and the line number."""
+    path = Path(path) if path is not None else dataset_path(shipped)
     if not path.exists():
-        raise FileNotFoundError(f"load_movie_reviews: no data file at {path} (the package "
-                                f"ships it as tinygrad_llm/datasets/movie_review_snippets.tsv)")
+        raise FileNotFoundError(f"{op}: no data file at {path} (the package ships it as "
+                                f"tinygrad_llm/datasets/{shipped})")
     rows = []
     with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["id", "sentiment", "text"]:
-            raise ValueError(f"load_movie_reviews: {path}, line 1: expected the header "
-                             f"'id<TAB>sentiment<TAB>text', got {header!r}")
+        got = f.readline().rstrip("\n").split("\t")
+        if got != header:
+            raise ValueError(f"{op}: {path}, line 1: expected the header "
+                             f"{'<TAB>'.join(header)!r}, got {got!r}")
         for lineno, line in enumerate(f, start=2):
             line = line.rstrip("\n")
             if not line.strip():
                 continue
-            fields = line.split("\t")
             try:
-                if len(fields) != 3:
-                    raise ValueError(f"expected 3 tab-separated fields, got {len(fields)}")
-                sentiment = float(fields[1])
-                if not -4 <= sentiment <= 4:
-                    raise ValueError(f"sentiment {sentiment} is outside [-4, 4]")
-                rows.append((int(fields[0]), sentiment, fields[2]))
+                rows.append(parse(line.split("\t")))
             except ValueError as e:
-                raise ValueError(f"load_movie_reviews: {path}, line {lineno}: {e}: "
-                                 f"{line[:80]!r}") from None
+                raise ValueError(f"{op}: {path}, line {lineno}: {e}: {line[:80]!r}") from None
     return rows
 
 
@@ -161,26 +171,12 @@ def load_translation_pairs(path=None):
     The file is tab-separated with the header ``de, en``. A missing file raises
     FileNotFoundError; a malformed line raises ValueError naming the file and the line number.
     """
-    path = Path(path) if path is not None else dataset_path("de_en_sentences.tsv")
-    if not path.exists():
-        raise FileNotFoundError(f"load_translation_pairs: no data file at {path} (the package "
-                                f"ships it as tinygrad_llm/datasets/de_en_sentences.tsv)")
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["de", "en"]:
-            raise ValueError(f"load_translation_pairs: {path}, line 1: expected the header "
-                             f"'de<TAB>en', got {header!r}")
-        for lineno, line in enumerate(f, start=2):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-                raise ValueError(f"load_translation_pairs: {path}, line {lineno}: expected two "
-                                 f"non-empty tab-separated fields: {line[:80]!r}")
-            pairs.append((fields[0], fields[1]))
-    return pairs
+    def parse(fields):
+        if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+            raise ValueError("expected two non-empty tab-separated fields")
+        return fields[0], fields[1]
+
+    return _read_tsv("load_translation_pairs", path, "de_en_sentences.tsv", ["de", "en"], parse)
 
 
 def translation_splits(pairs=None, fractions=(0.9, 0.05, 0.05)):
