@@ -75,15 +75,20 @@ def test_softmax_is_stable_for_large_logits(device):
 
 
 # ---- cross-entropy -----------------------------------------------------------------------------
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@given(n=st.integers(1, 5), c=st.integers(1, 5), data=st.data())
-def test_cross_entropy(device, reduction, n, c, data):
+def _draw_logits_and_targets(data, n, c):
+    """Logits (n, c) and targets (n,), some rows ignored (-100) but never all of them."""
     a = data.draw(tst.float_arrays((n, c), low=-4, high=4))
     t = data.draw(tst.index_arrays(c, (n,)))
     ignored = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
     if all(ignored):
         ignored[0] = False  # 'mean' over no rows is 0/0
-    t = np.where(ignored, -100, t)
+    return a, np.where(ignored, -100, t)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(n=st.integers(1, 5), c=st.integers(1, 5), data=st.data())
+def test_cross_entropy(device, reduction, n, c, data):
+    a, t = _draw_logits_and_targets(data, n, c)
     x = Tensor(a, requires_grad=True, device=device)
     targets = Tensor(t, device=device)
     logp = np.log(_np_softmax(a, 1))
@@ -134,12 +139,7 @@ def _np_smoothed_cross_entropy(a, t, eps, reduction, ignore_index=-100):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @given(n=st.integers(1, 5), c=st.integers(1, 5), eps=st.floats(0, 1), data=st.data())
 def test_cross_entropy_label_smoothing(device, reduction, n, c, eps, data):
-    a = data.draw(tst.float_arrays((n, c), low=-4, high=4))
-    t = data.draw(tst.index_arrays(c, (n,)))
-    ignored = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    if all(ignored):
-        ignored[0] = False  # 'mean' over no rows is 0/0
-    t = np.where(ignored, -100, t)
+    a, t = _draw_logits_and_targets(data, n, c)
     x = Tensor(a, requires_grad=True, device=device)
     targets = Tensor(t, device=device)
     y = F.cross_entropy(x, targets, reduction=reduction, label_smoothing=eps)
