@@ -11,7 +11,7 @@ setup(
     packages=find_packages(include=["tinygrad_llm", "tinygrad_llm.*"]),
     package_data={"tinygrad_llm": ["datasets/*.txt", "datasets/*.tsv", "datasets/*.md",
                                    "datasets/gpt2/*", "kernels/*.cu", "kernels/*.cuh"]},
-    install_requires=["numpy", "regex", "tqdm"],
+    install_requires=["numpy", "regex", "tqdm", "safetensors"],
     extras_require={
         "gpu": ["cupy-cuda12x[ctk]"],
         "plot": ["matplotlib"],

@@ -55,3 +55,34 @@ def test_load_checkpoint_says_what_is_wrong(tmp_path):
     meta, arrays = load_checkpoint(path, "demo", 1, "demo.py")
     assert meta["step"] == 7
     np.testing.assert_array_equal(arrays["w"], [0.0, 1.0, 2.0])
+
+
+def test_safetensors_round_trips_names_dtypes_shapes_and_metadata(tmp_path):
+    from tinygrad_llm.checkpoint import load_safetensors, save_safetensors
+    rng = np.random.default_rng(0)
+    arrays = {"h.0.attn.c_attn.weight": rng.standard_normal((4, 12)).astype(np.float32),
+              "wte": rng.standard_normal((5, 4)),
+              "ids": np.arange(7, dtype=np.int64),
+              "t": rng.standard_normal((3, 2)).T}             # not contiguous: saved as values
+    path = tmp_path / "model.safetensors"
+    save_safetensors(path, arrays, {"format": "pt"})
+    loaded, meta = load_safetensors(path)
+    assert meta == {"format": "pt"}
+    assert set(loaded) == set(arrays)
+    for k, a in arrays.items():
+        assert loaded[k].dtype == a.dtype and loaded[k].shape == a.shape
+        np.testing.assert_array_equal(loaded[k], a)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_safetensors_bad_input_says_which_file_or_tensor(tmp_path):
+    from tinygrad_llm.checkpoint import CheckpointError, load_safetensors, save_safetensors
+    with pytest.raises(CheckpointError, match="no safetensors file at .*missing"):
+        load_safetensors(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(CheckpointError, match="bad.safetensors is not a readable safetensors"):
+        load_safetensors(bad)
+    with pytest.raises(TypeError, match="'w' is a list"):
+        save_safetensors(tmp_path / "x.safetensors", {"w": [1.0]})
+    assert not (tmp_path / "x.safetensors").exists()

@@ -8,8 +8,14 @@ r"""Saving without pickle, and without ever leaving a half-written file.
   with a JSON-able ``meta`` dict riding along as the uint8 array ``meta_json``. Loading uses
   ``allow_pickle=False``, so a file can carry data but never code.
 
+* ``save_safetensors(path, arrays, metadata)`` / ``load_safetensors(path)``: named arrays in
+  the safetensors format (an 8-byte header length, a JSON header of names, dtypes, shapes and
+  byte offsets, then the raw bytes), the format Hugging Face checkpoints use. It holds no code by
+  construction. Written through ``atomic_write``; read with the ``safetensors`` package's NumPy
+  API, so torch is never needed.
+
 The training examples save their checkpoints with these; the tokenizers write their JSON through
-``atomic_write``.
+``atomic_write``; ``from_pretrained``/``save_pretrained`` read and write ``model.safetensors``.
 """
 
 import contextlib
@@ -20,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_npz", "load_npz", "load_checkpoint", "CheckpointError"]
+__all__ = ["atomic_write", "save_npz", "load_npz", "load_checkpoint", "CheckpointError",
+           "save_safetensors", "load_safetensors"]
 
 
 @contextlib.contextmanager
@@ -88,3 +95,46 @@ def load_checkpoint(path, format, version, name):
                               f"script reads version {version}")
     return meta, arrays
 
+
+
+def save_safetensors(path, arrays, metadata=None):
+    r"""Write ``arrays`` ({name: ndarray}) to ``path`` in the safetensors format, atomically.
+
+    ``metadata`` is an optional {str: str} dict stored in the header (Hugging Face writes
+    ``{"format": "pt"}``; transformers accepts "pt", "np", "tf" and "flax"). Arrays are written
+    C-contiguous in their own dtype; a CuPy array must be moved to NumPy first.
+    """
+    from safetensors.numpy import save  # runtime dependency, imported when used
+
+    for name, a in arrays.items():
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"save_safetensors: {name!r} is a {type(a).__name__}, not a NumPy "
+                            f"array (move it to the CPU first)")
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                        for k, v in metadata.items()):
+        raise TypeError("save_safetensors: metadata must map str to str")
+    blob = save({k: np.ascontiguousarray(a) for k, a in arrays.items()}, metadata=metadata)
+    with atomic_write(path) as f:
+        f.write(blob)
+
+
+def load_safetensors(path):
+    r"""``(arrays, metadata)`` of a safetensors file: {name: ndarray} in the file's order, and its
+    header's metadata dict ({} when there is none).
+
+    A missing file raises ``CheckpointError`` naming it; so does a file that is not safetensors
+    (truncated, corrupt, or another format).
+    """
+    from safetensors import safe_open  # runtime dependency, imported when used
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no safetensors file at {path}")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            metadata = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # SafetensorError, OSError, header JSON errors: all "not readable"
+        raise CheckpointError(f"{path} is not a readable safetensors file (corrupt or "
+                              f"truncated?): {type(e).__name__}: {e}") from None
+    return arrays, metadata
