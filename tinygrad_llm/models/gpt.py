@@ -22,15 +22,26 @@ Parameter names are GPT-2's (Hugging Face / nanoGPT layout), so checkpoints map 
     .mlp.c_fc.{weight (4C, C), bias (4C,)}      .mlp.c_proj.{weight (C, 4C), bias (C,)}
     transformer.ln_f.{weight,bias} (C,)          lm_head.weight (V, C) = transformer.wte.weight
 
-(OpenAI's own TensorFlow-era files store the Linear weights transposed, as Conv1D (in, out).)
+Hugging Face's GPT-2 files store the four Linear weights of each block (``attn.c_attn``,
+``attn.c_proj``, ``mlp.c_fc``, ``mlp.c_proj``) transposed, as Conv1D (in, out) matrices:
+``GPT.from_pretrained`` and ``save_pretrained`` transpose exactly those four (docs/generation.md).
 """
 
+import json
 import math
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tinygrad_llm import backend
+from tinygrad_llm.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_safetensors,
+    save_safetensors,
+)
 from tinygrad_llm.decoding import beam_search
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn import init
@@ -47,7 +58,13 @@ __all__ = ["GPTConfig", "GPT", "Block", "MLP"]
 class GPTConfig:
     r"""The sizes of a GPT. ``bias`` adds biases to Linear and LayerNorm layers (GPT-2 has them);
     ``fused_attention`` picks the fused attention Function (the fast path) or its composition of
-    primitives (to read and to test against)."""
+    primitives (to read and to test against).
+
+    ``activation`` is the MLP's GELU: ``"gelu"``, the exact x Phi(x) (nanoGPT's nn.GELU(), the
+    default), or ``"gelu_new"``, the tanh approximation x (1 + tanh(sqrt(2/pi) (x + 0.044715
+    x^3))) / 2 that GPT-2 was trained with (Hugging Face's name for it). ``layer_norm_eps`` is
+    the eps of every LayerNorm (1e-5, GPT-2's and torch's).
+    """
 
     vocab_size: int = 65
     block_size: int = 64
@@ -57,6 +74,8 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True
     fused_attention: bool = True
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -68,22 +87,32 @@ class GPTConfig:
                              f"n_head={self.n_head}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.activation not in _GELU_APPROXIMATE:
+            raise ValueError(f"GPTConfig: activation must be 'gelu' or 'gelu_new', got "
+                             f"{self.activation!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"GPTConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps}")
 
     def to_dict(self):
         return asdict(self)
+
+
+# GPTConfig.activation -> the ``approximate`` argument of the GELU Function (ops.nn.GELU)
+_GELU_APPROXIMATE = {"gelu": "none", "gelu_new": "tanh"}
 
 
 class MLP(Module):
     r"""mlp(x) = dropout(gelu(x W_fc^T + b_fc) W_proj^T + b_proj):  (B, T, C) -> 4C -> C.
 
     ``c_fc.weight`` W_fc (4C, C), ``c_proj.weight`` W_proj (C, 4C). GELU is the exact one
-    (x Phi(x)), as nanoGPT's nn.GELU(); GPT-2 used the tanh approximation.
+    (x Phi(x)) with ``activation="gelu"``, as nanoGPT's nn.GELU(); the tanh approximation with
+    ``activation="gelu_new"``, as GPT-2 (GPTConfig).
     """
 
     def __init__(self, config):
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)   # (4C, C)
-        self.gelu = GELU()
+        self.gelu = GELU(_GELU_APPROXIMATE[config.activation])
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)  # (C, 4C)
         self.dropout = Dropout(config.dropout)
 
@@ -103,10 +132,10 @@ class Block(Module):
 
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.attn = CausalSelfAttention(config.n_embd, config.n_head, dropout=config.dropout,
                                         bias=config.bias, fused=config.fused_attention)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x):
@@ -123,7 +152,7 @@ class _Transformer(Module):
         self.wpe = Embedding(config.block_size, config.n_embd)              # (block_size, C)
         self.drop = Dropout(config.dropout)
         self.h = ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
 
 
 class GPT(Module):
@@ -256,6 +285,66 @@ class GPT(Module):
                                    max_len=idx.shape[1] + max_new_tokens)
         return np.stack(sequences)                                         # (B, T + new)
 
+    # ---- Hugging Face checkpoints -------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path, dtype=np.float32, device="cpu"):
+        r"""A GPT with the weights of a Hugging Face GPT-2 directory: ``config.json`` and
+        ``model.safetensors``, as ``GPT2LMHeadModel.save_pretrained`` (or ``save_pretrained``
+        here) writes them. Returned in eval mode, as Hugging Face does.
+
+        The tensor names may be GPT2LMHeadModel's (``transformer.h.0.attn.c_attn.weight``) or
+        GPT2Model's (``h.0.attn.c_attn.weight``). The four Conv1D weights of each block are
+        stored (in, out) and are transposed to our (out, in); every other tensor is taken as it
+        is. ``lm_head.weight``, when the file has it, must equal ``wte`` (the head is tied); the
+        causal-mask buffers ``attn.bias`` / ``attn.masked_bias`` of old files are skipped.
+        Step by step: docs/generation.md.
+
+        A missing directory or file, a config that is not GPT-2's (or a GPT-2 variant this model
+        does not implement), a tensor that is missing, unknown or of the wrong shape raise
+        ``tinygrad_llm.checkpoint.CheckpointError`` naming the file and the tensor.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"GPT.from_pretrained: {path} is not a directory (it needs "
+                                  f"config.json and model.safetensors)")
+        config_file, weights_file = path / "config.json", path / "model.safetensors"
+        for f in (config_file, weights_file):
+            if not f.is_file():
+                raise CheckpointError(f"GPT.from_pretrained: no {f.name} in {path}")
+        try:
+            hf = json.loads(config_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"GPT.from_pretrained: {config_file} is not JSON: {e}") \
+                from None
+        config = _config_from_hf(hf, config_file)
+        arrays, _ = load_safetensors(weights_file)
+        state = _state_from_hf(arrays, config, weights_file)
+        model = cls(config).to(dtype=dtype)
+        model.load_state_dict(state)
+        return model.to(device).eval()
+
+    def save_pretrained(self, path, bos_token_id=None, eos_token_id=None):
+        r"""Write ``config.json`` and ``model.safetensors`` into the directory ``path`` (made if
+        needed), in the layout ``transformers.GPT2LMHeadModel.from_pretrained`` loads: GPT-2's
+        config keys, GPT2LMHeadModel's tensor names, the four Conv1D weights transposed to
+        (in, out), no ``lm_head.weight`` (tied to ``wte``). Weights keep their dtype. Each file
+        is written atomically.
+
+        A model without biases (``bias=False``) is written with zero biases, which Hugging Face
+        needs and which change nothing; our own config rides along in config.json under
+        ``"tinygrad_llm"``, so ``from_pretrained`` gives back exactly this model.
+        ``bos_token_id`` and ``eos_token_id`` go into config.json for Hugging Face's generate
+        (GPT-2's are both 50256); None writes null.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_safetensors(path / "model.safetensors", _state_to_hf(self), {"format": "pt"})
+        hf = dict(_config_to_hf(self.config), bos_token_id=bos_token_id,
+                  eos_token_id=eos_token_id)
+        text = json.dumps(hf, indent=2) + "\n"
+        with atomic_write(path / "config.json", "w", encoding="utf-8") as f:
+            f.write(text)
+
     # ---- optimizer ----------------------------------------------------------------------------
     def configure_optimizers(self, weight_decay, learning_rate, betas=(0.9, 0.95), eps=1e-8):
         r"""AdamW with two groups: weight decay on every 2-D weight (Linear and Embedding
@@ -291,3 +380,144 @@ def _sample(z, temperature, top_k, top_p, rng):
     ids = (np.cumsum(p, axis=-1) < u).sum(axis=-1)
     return np.minimum(ids, p.shape[-1] - 1)                                 # (B,)
 
+
+
+# ---- Hugging Face GPT-2 layout ----------------------------------------------------------------
+# The four Linear layers that Hugging Face's GPT-2 stores as Conv1D, weight (in, out).
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_HF_ACTIVATION = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new"}
+_BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)$")   # causal masks in old files
+
+
+def _config_from_hf(hf, file):
+    r"""GPTConfig from a Hugging Face GPT-2 config.json dict; errors name ``file`` and the key."""
+    def fail(msg):
+        raise CheckpointError(f"GPT.from_pretrained: {file}: {msg}")
+
+    if not isinstance(hf, dict):
+        fail("not a JSON object")
+    if hf.get("model_type") != "gpt2":
+        fail(f"model_type is {hf.get('model_type')!r}, not 'gpt2' (only GPT-2 checkpoints load)")
+    sizes = {}
+    for ours, theirs in (("vocab_size", "vocab_size"), ("block_size", "n_positions"),
+                         ("n_layer", "n_layer"), ("n_head", "n_head"), ("n_embd", "n_embd")):
+        if not isinstance(hf.get(theirs), int):
+            fail(f"{theirs} is missing or not an integer ({hf.get(theirs)!r})")
+        sizes[ours] = hf[theirs]
+    if hf.get("n_inner") not in (None, 4 * sizes["n_embd"]):
+        fail(f"n_inner={hf['n_inner']}; this GPT's MLP is 4 * n_embd = {4 * sizes['n_embd']}")
+    activation = hf.get("activation_function", "gelu_new")
+    if activation not in _HF_ACTIVATION:
+        fail(f"activation_function {activation!r} is not one of {sorted(_HF_ACTIVATION)}")
+    for key, want in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                      ("add_cross_attention", False), ("tie_word_embeddings", True)):
+        if hf.get(key, want) != want:
+            fail(f"{key}={hf[key]} is not supported (this GPT needs {key}={want})")
+    config = dict(sizes, dropout=float(hf.get("resid_pdrop", 0.0)),
+                  activation=_HF_ACTIVATION[activation],
+                  layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)))
+    ours = hf.get("tinygrad_llm")
+    if isinstance(ours, dict):                      # written by save_pretrained: exact config
+        try:
+            exact = GPTConfig(**ours)
+        except (TypeError, ValueError) as e:
+            fail(f"the 'tinygrad_llm' config is not a GPTConfig: {e}")
+        for key, value in config.items():
+            if key != "dropout" and getattr(exact, key) != value:
+                fail(f"'tinygrad_llm' says {key}={getattr(exact, key)!r} but the GPT-2 keys "
+                     f"say {value!r}")
+        return exact
+    try:
+        return GPTConfig(**config)
+    except ValueError as e:
+        fail(str(e))
+
+
+def _config_to_hf(config):
+    r"""The config.json dict of GPT2LMHeadModel for a GPTConfig (ours under "tinygrad_llm")."""
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+            "vocab_size": config.vocab_size, "n_positions": config.block_size,
+            "n_embd": config.n_embd, "n_layer": config.n_layer, "n_head": config.n_head,
+            "n_inner": None, "activation_function": config.activation,
+            "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
+            "attn_pdrop": config.dropout, "layer_norm_epsilon": config.layer_norm_eps,
+            "initializer_range": 0.02, "scale_attn_weights": True,
+            "tie_word_embeddings": True, "tinygrad_llm": config.to_dict()}
+
+
+def _state_from_hf(arrays, config, file):
+    r"""Our state dict from the tensors of a Hugging Face GPT-2 safetensors file.
+
+    Names lose their ``transformer.`` prefix (GPT2LMHeadModel) or have none (GPT2Model); each
+    Conv1D weight (in, out) becomes our Linear weight (out, in) = its transpose."""
+    expected = _expected_shapes(config)                    # {short name: our shape}
+    found, head = {}, None
+    for name, value in arrays.items():
+        short = name[len("transformer."):] if name.startswith("transformer.") else name
+        if short == "lm_head.weight":
+            head = value
+        elif _BUFFER.match(short):
+            continue
+        elif short not in expected:
+            raise CheckpointError(f"GPT.from_pretrained: {file}: unexpected tensor {name!r} "
+                                  f"(not part of GPT-2)")
+        else:
+            found[short] = value
+    state = {}
+    for short, shape in expected.items():
+        if short not in found:
+            if not config.bias and short.endswith(".bias"):
+                continue
+            raise CheckpointError(f"GPT.from_pretrained: {file}: missing tensor "
+                                  f"'transformer.{short}' (or {short!r})")
+        value = found[short]
+        conv1d = short.endswith(_CONV1D)
+        want = shape[::-1] if conv1d else shape                # Conv1D is stored (in, out)
+        if tuple(value.shape) != want:
+            raise CheckpointError(f"GPT.from_pretrained: {file}: tensor {short!r} has shape "
+                                  f"{tuple(value.shape)}, expected {want}"
+                                  + (" (a Conv1D weight, stored (in, out))" if conv1d else ""))
+        if not config.bias and short.endswith(".bias"):
+            if np.any(value != 0):
+                raise CheckpointError(f"GPT.from_pretrained: {file}: tensor {short!r} is not "
+                                      f"zero but the config says bias=False")
+            continue
+        state[f"transformer.{short}"] = value.T if conv1d else value    # (out, in)
+    wte = state["transformer.wte.weight"]
+    if head is not None and (head.shape != wte.shape or not np.array_equal(head, wte)):
+        raise CheckpointError(f"GPT.from_pretrained: {file}: lm_head.weight differs from "
+                              f"wte.weight; this GPT ties them")
+    state["lm_head.weight"] = wte
+    return state
+
+
+def _expected_shapes(config):
+    r"""{name without ``transformer.``: our shape} of a GPT-2 with biases (Hugging Face's
+    files always have them)."""
+    c, v = config.n_embd, config.vocab_size
+    shapes = {"wte.weight": (v, c), "wpe.weight": (config.block_size, c)}
+    for layer in range(config.n_layer):
+        h = f"h.{layer}."
+        shapes.update({h + "ln_1.weight": (c,), h + "ln_1.bias": (c,),
+                       h + "attn.c_attn.weight": (3 * c, c), h + "attn.c_attn.bias": (3 * c,),
+                       h + "attn.c_proj.weight": (c, c), h + "attn.c_proj.bias": (c,),
+                       h + "ln_2.weight": (c,), h + "ln_2.bias": (c,),
+                       h + "mlp.c_fc.weight": (4 * c, c), h + "mlp.c_fc.bias": (4 * c,),
+                       h + "mlp.c_proj.weight": (c, 4 * c), h + "mlp.c_proj.bias": (c,)})
+    shapes.update({"ln_f.weight": (c,), "ln_f.bias": (c,)})
+    return shapes
+
+
+def _state_to_hf(model):
+    r"""{GPT2LMHeadModel name: NumPy array} of ``model``: Conv1D weights transposed to
+    (in, out), zero biases where the model has none, no lm_head (tied)."""
+    state = model.state_dict()
+    out = {}
+    for short, shape in _expected_shapes(model.config).items():
+        name = f"transformer.{short}"
+        if name in state:
+            value = state[name]
+            out[name] = np.ascontiguousarray(value.T) if short.endswith(_CONV1D) else value
+        else:                                              # bias=False: zeros, as no bias
+            out[name] = np.zeros(shape, dtype=state["transformer.wte.weight"].dtype)
+    return out
