@@ -17,9 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # to share train_shakespeare's loader
 
 from train_shakespeare import (  # noqa: E402
-    CHECKPOINT,
     UsageError,
-    load_checkpoint,
     model_from_checkpoint,
     tokenizer_from_json,
 )
@@ -29,7 +27,8 @@ from tinygrad_llm import backend  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out-dir", default="out-shakespeare", help="where ckpt.npz is")
+    p.add_argument("--out-dir", default="out-shakespeare",
+                   help="the checkpoint directory (model.safetensors, config.json, tokenizer.json)")
     p.add_argument("--start", default="\n", help="the prompt (default: a newline)")
     p.add_argument("--max-new-tokens", type=int, default=500)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -55,9 +54,15 @@ def main(argv=None):
             device = backend.check_device(args.device)
         except (RuntimeError, ValueError) as e:
             raise UsageError(str(e)) from None
-        meta, arrays = load_checkpoint(Path(args.out_dir) / CHECKPOINT)
-        tok = tokenizer_from_json(meta["tokenizer"])
-        model = model_from_checkpoint(meta, arrays, device)
+        out_dir = Path(args.out_dir)
+        if not (out_dir / "model.safetensors").exists():
+            raise UsageError(f"no checkpoint in {out_dir} (train first, or check --out-dir)")
+        model = model_from_checkpoint(out_dir, device)
+        tok_file = out_dir / "tokenizer.json"
+        try:
+            tok = tokenizer_from_json(tok_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{tok_file}: cannot read the tokenizer ({e})") from None
         try:
             ids = tok.encode(args.start)
         except ValueError as e:

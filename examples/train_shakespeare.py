@@ -20,9 +20,13 @@ With no arguments it runs nanoGPT's shakespeare_char CPU configuration (4 layers
     python examples/train_shakespeare.py --resume           # continue from out-shakespeare/
     python examples/sample.py --start "ROMEO:"              # sample from the checkpoint
 
-Output in --out-dir: ``ckpt.npz`` (weights, AdamW state, config, tokenizer, iteration and random
-state; written atomically, no pickle), ``log.jsonl`` (one line per evaluation), ``loss.png``
-(with matplotlib), ``tokenizer.json``. Ctrl-C saves a checkpoint, then exits.
+Output in --out-dir: ``model.safetensors`` and ``config.json`` (the weights with GPT-2's names and
+the config, so the directory is also a Hugging Face GPT-2 directory: ``GPT.from_pretrained`` and
+transformers' ``GPT2LMHeadModel.from_pretrained`` load it), ``train_state.npz`` (AdamW state,
+options, tokenizer, iteration, random state, and the weights file's SHA-256), ``log.jsonl`` (one
+line per evaluation), ``loss.png`` (with matplotlib), ``tokenizer.json``. Every file is written
+atomically, nothing is pickled; the state file is written last, and --resume refuses weights
+that are not the ones it was saved with. Ctrl-C saves a checkpoint, then exits.
 
 On cuda, matmuls run in TF32 (as nanoGPT's ``allow_tf32``; ``--no-tf32`` for full float32), the
 fused CUDA kernels are on (``--no-cuda-kernels`` for plain CuPy), the step reads nothing back
@@ -43,15 +47,17 @@ import numpy as np
 
 import tinygrad_llm
 from tinygrad_llm import allocator, backend, checkpoint, no_grad
-from tinygrad_llm.checkpoint import save_npz
+from tinygrad_llm.checkpoint import CheckpointError, save_npz
 from tinygrad_llm.data import get_batch, tiny_shakespeare
 from tinygrad_llm.kernels import cuda
 from tinygrad_llm.models.gpt import GPT, GPTConfig
 from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr
 
-CHECKPOINT = "ckpt.npz"
+WEIGHTS = "model.safetensors"          # with config.json: a from_pretrained directory
+STATE = "train_state.npz"               # optimizer state, options, tokenizer, random state
+OLD_CHECKPOINT = "ckpt.npz"             # the single-file format of earlier versions
 FORMAT = "tinygrad_llm.train_shakespeare.checkpoint"
-VERSION = 1
+VERSION = 2
 
 # nanoGPT's config/train_shakespeare_char.py, run on a CPU as its README says
 # (--block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
@@ -87,7 +93,8 @@ def parse_args(argv=None):
                    help=f"BPE vocabulary size (default {COMMON['bpe_vocab_size']})")
     p.add_argument("--data", default=None, help="a UTF-8 text file (default: Tiny Shakespeare)")
     p.add_argument("--out-dir", default="out-shakespeare", help="checkpoint and log directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.npz")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/model.safetensors and OUT/train_state.npz")
     for name, kind in (("max-iters", int), ("eval-interval", int), ("eval-iters", int),
                        ("batch-size", int), ("block-size", int), ("n-layer", int),
                        ("n-head", int), ("n-embd", int), ("dropout", float), ("lr", float),
@@ -198,15 +205,24 @@ def text_digest(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# ---- checkpoints (no pickle: arrays in .npz, everything else as JSON) ----------------------------
-def save_checkpoint(path, model, opt, meta):
-    r"""Write weights, AdamW state and ``meta`` (JSON) to ``path`` atomically.
+# ---- checkpoints (no pickle: safetensors and .npz, everything else as JSON) ----------------------
+def file_digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
-    Arrays go into an .npz under ``model.<name>`` and ``optim.<index>.<name>``; the JSON rides
-    along as a uint8 array ``meta_json``. We write a temporary file in the same directory, flush
-    it, then ``os.replace`` it over the old checkpoint: a crash leaves the old one intact.
+
+def save_checkpoint(out_dir, model, opt, meta):
+    r"""Write the weights, then the AdamW state and ``meta`` (JSON), into ``out_dir``.
+
+    ``model.save_pretrained`` writes ``model.safetensors`` and ``config.json``; then the
+    optimizer's arrays go into ``train_state.npz`` under ``optim.<index>.<name>``, with the JSON
+    riding along as a uint8 array ``meta_json``, together with the SHA-256 of the weights file.
+    Each file is a temporary file in the same directory, flushed, then ``os.replace``-d over the
+    old one: a crash leaves every file whole, and a crash between the two writes leaves weights
+    that the state file does not name, which --resume refuses.
     """
-    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    arrays = {}
     state = opt.state_dict()
     scalars = {}
     for i, s in state["state"].items():
@@ -215,31 +231,41 @@ def save_checkpoint(path, model, opt, meta):
                 arrays[f"optim.{i}.{k}"] = v
             else:
                 scalars.setdefault(str(i), {})[k] = v
-    meta = dict(meta, format=FORMAT, version=VERSION,
+    meta = dict(meta, format=FORMAT, version=VERSION, weights_sha256=file_digest(out_dir / WEIGHTS),
                 optim={"param_groups": [{k: (list(v) if isinstance(v, tuple) else v)
                                          for k, v in g.items()} for g in state["param_groups"]],
                        "scalars": scalars})
-    save_npz(path, arrays, meta)                    # a temp file, then os.replace
+    save_npz(out_dir / STATE, arrays, meta)         # a temp file, then os.replace
 
 
-def load_checkpoint(path):
-    r"""(meta dict, {name: array}) from ``path``; a missing or corrupt file raises UsageError."""
+def load_checkpoint(out_dir):
+    r"""(meta dict, {name: array}) of ``out_dir/train_state.npz``, after checking that
+    ``model.safetensors`` is the file it was saved with; anything wrong raises UsageError."""
+    out_dir = Path(out_dir)
+    if not (out_dir / STATE).exists() and (out_dir / OLD_CHECKPOINT).exists():
+        raise UsageError(f"{out_dir / OLD_CHECKPOINT} is a checkpoint in the old single-file "
+                         f"format, which this version does not read; train again (checkpoints "
+                         f"are now {WEIGHTS} + config.json + {STATE})")
     try:
-        return checkpoint.load_checkpoint(path, FORMAT, VERSION, "train_shakespeare")
-    except checkpoint.CheckpointError as e:
+        meta, arrays = checkpoint.load_checkpoint(out_dir / STATE, FORMAT, VERSION,
+                                                  "train_shakespeare")
+    except CheckpointError as e:
         raise UsageError(str(e)) from None
+    weights = out_dir / WEIGHTS
+    if not weights.exists():
+        raise UsageError(f"no {WEIGHTS} beside {out_dir / STATE}")
+    if file_digest(weights) != meta.get("weights_sha256"):
+        raise UsageError(f"{weights} is not the weights file {out_dir / STATE} was saved with "
+                         f"(changed, truncated, or a crash between the two writes)")
+    return meta, arrays
 
 
-def model_from_checkpoint(meta, arrays, device="cpu"):
-    """Rebuild the GPT and load its weights (used by --resume and by sample.py)."""
+def model_from_checkpoint(out_dir, device="cpu"):
+    """The GPT of a checkpoint directory, in eval mode (used by --resume and by sample.py)."""
     try:
-        config = GPTConfig(**meta["model"])
-        model = GPT(config)
-        model.load_state_dict({k[len("model."):]: v for k, v in arrays.items()
-                               if k.startswith("model.")})
-    except (KeyError, TypeError, ValueError) as e:
-        raise UsageError(f"the checkpoint's weights do not fit its config: {e}") from None
-    return model.to(device)
+        return GPT.from_pretrained(out_dir, device=device)
+    except CheckpointError as e:
+        raise UsageError(str(e)) from None
 
 
 def restore_optimizer(opt, meta, arrays):
@@ -348,10 +374,9 @@ def setup(args):
     explicit = given(args)
     check_options(explicit)
     out_dir = Path(args.out_dir)
-    ckpt_path = out_dir / CHECKPOINT
     meta = arrays = None
     if args.resume:
-        meta, arrays = load_checkpoint(ckpt_path)
+        meta, arrays = load_checkpoint(out_dir)
         opts = dict(meta["train"], **meta["model"])
         for k in MODEL_KEYS:
             if k in explicit and explicit[k] != opts[k]:
@@ -396,7 +421,7 @@ def setup(args):
 
     tinygrad_llm.manual_seed(opts["seed"])
     if args.resume:
-        model = model_from_checkpoint(meta, arrays, device)
+        model = model_from_checkpoint(out_dir, device).train()
     else:
         config = GPTConfig(vocab_size=tok.vocab_size, block_size=opts["block_size"],
                            n_layer=opts["n_layer"], n_head=opts["n_head"],
@@ -420,7 +445,7 @@ def setup(args):
         data_path = meta["data"]["path"]
     info = {"path": data_path, "chars": len(text), "sha256": text_digest(text)}
     return dict(device=device, opts=opts, tok=tok, model=model, opt=opt, batch_rng=batch_rng,
-                state=state, out_dir=out_dir, ckpt_path=ckpt_path, data=info,
+                state=state, out_dir=out_dir, data=info,
                 splits={"train": train_ids, "val": val_ids},
                 tokenizer_kind="char" if isinstance(tok, CharTokenizer) else "bpe")
 
@@ -438,7 +463,7 @@ def make_meta(run, it, evaluated):
 
 def train(run, progress_enabled=True):
     opts, model, opt, device = run["opts"], run["model"], run["opt"], run["device"]
-    out_dir, ckpt_path = run["out_dir"], run["ckpt_path"]
+    out_dir = run["out_dir"]
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "log.jsonl"
     (out_dir / "tokenizer.json").write_text(tokenizer_to_json(run["tok"]), encoding="utf-8")
@@ -465,8 +490,8 @@ def train(run, progress_enabled=True):
         for it in range(start, max_iters + 1):
             if stop["flag"]:
                 run["state"]["elapsed_s"] += time.perf_counter() - window_start
-                save_checkpoint(ckpt_path, model, opt, make_meta(run, it, False))
-                progress.write(f"interrupted: saved {ckpt_path} at iteration {it}; "
+                save_checkpoint(out_dir, model, opt, make_meta(run, it, False))
+                progress.write(f"interrupted: saved a checkpoint in {out_dir} at iteration {it}; "
                                f"continue with --resume")
                 return 130
             lr = warmup_cosine_lr(it, opts["lr"], opts["warmup_iters"], opts["lr_decay_iters"],
@@ -494,7 +519,7 @@ def train(run, progress_enabled=True):
                                    + (f", pool {row['pool_used_bytes'] / 2**20:.0f}/"
                                       f"{row['pool_total_bytes'] / 2**20:.0f} MiB"
                                       if device == "cuda" else ""))
-                    save_checkpoint(ckpt_path, model, opt, make_meta(run, it, True))
+                    save_checkpoint(out_dir, model, opt, make_meta(run, it, True))
                     window_start, window_iters = time.perf_counter(), 0
             if it == max_iters:
                 break
@@ -548,7 +573,7 @@ def main(argv=None):
         print("-" * 40 + " sample " + "-" * 40)
         print(sample_text(run["model"], run["tok"], args.sample_chars, run["opts"]["seed"]))
     peak = backend.memory_stats("cpu")["peak_rss_bytes"] / 2 ** 20
-    print(f"done: checkpoint in {run['ckpt_path']}, log in {run['out_dir'] / 'log.jsonl'}; "
+    print(f"done: checkpoint in {run['out_dir']}, log in {run['out_dir'] / 'log.jsonl'}; "
           f"peak memory {peak:.0f} MiB")
     return 0
 

@@ -58,23 +58,43 @@ def test_smoke_run_writes_log_checkpoint_plot_and_sample(train, tmp_path, capsys
     assert [r["iter"] for r in rows] == [0, 2, 4]
     assert set(rows[0]) == {"iter", "train_loss", "val_loss", "lr", "elapsed_s", "ms_per_iter"}
     assert all(np.isfinite(r["val_loss"]) and r["val_loss"] < 4.5 for r in rows)
-    assert (out / "ckpt.npz").exists() and (out / "tokenizer.json").exists()
+    assert all((out / f).exists() for f in ("model.safetensors", "config.json",
+                                             "train_state.npz", "tokenizer.json"))
     pytest.importorskip("matplotlib")
     assert (out / "loss.png").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "sample" in printed and "iter 4: train loss" in printed
 
 
+def _meta(out):
+    with np.load(out / "train_state.npz", allow_pickle=False) as z:   # raises if pickled
+        return json.loads(z["meta_json"].tobytes())
+
+
 def test_checkpoint_has_no_pickle_and_everything_to_resume(train, tmp_path):
+    from tinygrad_llm.checkpoint import load_safetensors
+    from tinygrad_llm.models import GPT
     out = tmp_path / "out"
     assert train.main(["--out-dir", str(out), "--max-iters", "2", "--eval-interval", "2",
                        "--sample-chars", "0", *TINY]) == 0
-    with np.load(out / "ckpt.npz", allow_pickle=False) as z:   # raises if anything is pickled
+    with np.load(out / "train_state.npz", allow_pickle=False) as z:
         names = set(z.files)
-        meta = json.loads(z["meta_json"].tobytes())
-    assert "model.transformer.wte.weight" in names and "optim.0.exp_avg" in names
+    meta = _meta(out)
+    assert "optim.0.exp_avg" in names and not any(n.startswith("model.") for n in names)
     assert meta["iter"] == 2 and meta["model"]["n_layer"] == 1
     assert {"batch", "host"} <= set(meta["rng"]) and "chars" in meta["tokenizer"]
+    weights, _ = load_safetensors(out / "model.safetensors")        # GPT-2's names and layout
+    assert weights["transformer.h.0.attn.c_attn.weight"].shape == (16, 48)
+    assert json.loads((out / "config.json").read_text())["model_type"] == "gpt2"
+    model = GPT.from_pretrained(out)                                 # a from_pretrained dir
+    assert model.config.bias is False and model.config.n_layer == 1
+
+
+def test_old_single_file_checkpoint_gets_a_clear_message(train, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ckpt.npz").write_bytes(b"an old checkpoint")
+    _bad(train, capsys, ["--out-dir", str(out), "--resume", *TINY], "old single-file format")
 
 
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(train, tmp_path):
@@ -112,7 +132,7 @@ def test_bpe_tokenizer(train, tmp_path, small_text):
     assert train.main(["--out-dir", str(out), "--data", str(small_text), "--tokenizer", "bpe",
                        "--bpe-vocab-size", "300", "--max-iters", "2", "--sample-chars", "10",
                        *TINY]) == 0
-    meta = json.loads(np.load(out / "ckpt.npz")["meta_json"].tobytes())
+    meta = _meta(out)
     assert meta["tokenizer_kind"] == "bpe" and meta["model"]["vocab_size"] == 300
 
 
@@ -137,7 +157,7 @@ def test_bad_inputs_give_clear_messages(train, tmp_path, capsys, small_text):
                          "--block-size", "5000"], "too large for this data")
     _bad(train, capsys, ["--out-dir", out, "--resume", *TINY], "no checkpoint")
     Path(out).mkdir(exist_ok=True)
-    (Path(out) / "ckpt.npz").write_bytes(b"not a zip file at all")
+    (Path(out) / "train_state.npz").write_bytes(b"not a zip file at all")
     _bad(train, capsys, ["--out-dir", out, "--resume", *TINY], "not a readable checkpoint")
     _bad(train, capsys, ["--n-embd", "10", "--n-head", "3"], "divisible")
     _bad(train, capsys, ["--dropout", "1.5"], "--dropout")
@@ -152,8 +172,12 @@ def test_resume_with_a_different_config_or_truncated_checkpoint(train, tmp_path,
          "does not match the checkpoint")
     _bad(train, capsys, ["--out-dir", str(out), "--resume", "--tokenizer", "bpe"],
          "does not match")
-    blob = (out / "ckpt.npz").read_bytes()
-    (out / "ckpt.npz").write_bytes(blob[: len(blob) // 2])
+    weights = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    _bad(train, capsys, ["--out-dir", str(out), "--resume"], "is not the weights file")
+    (out / "model.safetensors").write_bytes(weights)
+    blob = (out / "train_state.npz").read_bytes()
+    (out / "train_state.npz").write_bytes(blob[: len(blob) // 2])
     _bad(train, capsys, ["--out-dir", str(out), "--resume"], "not a readable checkpoint")
 
 
@@ -174,7 +198,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
-        while not (out / "ckpt.npz").exists() and time.time() < deadline:  # after iter-0 eval
+        while not (out / "train_state.npz").exists() and time.time() < deadline:  # iter-0 eval
             time.sleep(0.1)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
@@ -184,5 +208,5 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stderr
     assert "interrupted: saved" in stdout and "Traceback" not in stderr
-    meta = json.loads(np.load(out / "ckpt.npz")["meta_json"].tobytes())
+    meta = _meta(out)
     assert meta["iter"] > 0 and meta["evaluated"] is False
