@@ -215,3 +215,55 @@ def test_fused_attention_on_each_device(device):
     y = qkv_attention(qkv, 2, dropout_p=0.5)
     y.backward(Tensor(g, device=device))
     assert np.isfinite(qkv.grad.numpy()).all()
+
+
+def _padding_mask(rng, b, t, dtype):
+    """An additive (B, 1, 1, T) padding mask as BERT builds it: 0 for tokens, finfo.min for
+    padding, with at least the first key of each row kept."""
+    keep = rng.random((b, t)) < 0.6
+    keep[:, 0] = True
+    return np.where(keep, 0.0, np.finfo(dtype).min).astype(dtype)[:, None, None, :]
+
+
+@given(b=st.integers(1, 2), nh=st.integers(1, 3), t=st.integers(1, 6), hs=st.integers(1, 3))
+def test_attention_with_an_additive_mask_gradcheck(b, nh, t, hs):
+    rng = np.random.default_rng(b * 100 + nh * 10 + t + hs)
+    q, k, v = (_t(rng, (b, nh, t, hs)) for _ in range(3))
+    mask = _padding_mask(rng, b, t, np.float64)
+    gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, causal=False, mask=mask),
+              [q, k, v], seed=5)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_masked_attention_equals_the_reference_and_ignores_padding(dtype, tol):
+    rng = np.random.default_rng(9)
+    ins = [_t(rng, (2, 3, 6, 4), dtype=dtype) for _ in range(3)]
+    ref = [Tensor(x.numpy().copy(), requires_grad=True) for x in ins]
+    mask = _padding_mask(rng, 2, 6, np.dtype(dtype))
+    y = scaled_dot_product_attention(*ins, causal=False, mask=mask)
+    y_ref = reference.attention(*ref, causal=False, mask=mask)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    y.backward(Tensor(g))
+    y_ref.backward(Tensor(g))
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=tol, atol=tol)
+    for a, r in zip(ins, ref):
+        np.testing.assert_allclose(a.grad.numpy(), r.grad.numpy(), rtol=10 * tol, atol=10 * tol)
+    padded = mask[:, 0, 0, :] < 0                                           # (B, T)
+    assert np.all(ins[1].grad.numpy().transpose(0, 2, 1, 3)[padded] == 0)  # no gradient to k
+    # Dropping the padded keys altogether gives the same outputs (row 0, in NumPy).
+    keep = ~padded[0]
+    q0, k0, v0 = ins[0].numpy()[0], ins[1].numpy()[0][:, keep], ins[2].numpy()[0][:, keep]
+    s = q0 @ k0.swapaxes(-1, -2) / np.sqrt(4)                               # (nh, T, T')
+    p = np.exp(s - s.max(axis=-1, keepdims=True))
+    y0 = (p / p.sum(axis=-1, keepdims=True)) @ v0                           # (nh, T, hs)
+    np.testing.assert_allclose(y.numpy()[0], y0, rtol=10 * tol, atol=10 * tol)
+
+
+def test_a_mask_that_does_not_fit_is_an_error():
+    rng = np.random.default_rng(10)
+    q, k, v = (_t(rng, (2, 3, 4, 5)) for _ in range(3))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        scaled_dot_product_attention(q, k, v, causal=False, mask=np.zeros((3, 1, 1, 4)))
+    with pytest.raises(ValueError, match="dtype"):
+        scaled_dot_product_attention(q, k, v, causal=False,
+                                     mask=np.zeros((2, 1, 1, 4), dtype=np.float32))

@@ -189,11 +189,12 @@ def gelu(x, approximate="none"):
 # ================================================================================================
 # Attention
 # ================================================================================================
-def attention(q, k, v, causal=True, dropout_p=0.0, scale=None):
+def attention(q, k, v, causal=True, dropout_p=0.0, scale=None, mask=None):
     r"""Scaled dot-product attention, q (..., Tq, hs), k and v (..., T, hs) -> y (..., Tq, hs):
 
         S = q k^T * scale                       scores (..., Tq, T); scale = 1 / sqrt(hs)
         S[i, j] = -inf  for j > T - Tq + i      causal: query i sits at key position T - Tq + i
+        S = S + mask                            optional additive mask (a constant array)
         P = softmax(S) along j                  the attention weights; each row sums to 1
         Pd = P * M / (1 - dropout_p)            dropout, M[i, j] ~ Bernoulli(1 - dropout_p)
         y = Pd v                                (..., Tq, T)(..., T, hs)
@@ -212,6 +213,8 @@ def attention(q, k, v, causal=True, dropout_p=0.0, scale=None):
     if causal:
         future = xp.triu(xp.ones((tq, tk), dtype=bool), k=tk - tq + 1)     # (Tq, T) j > T-Tq+i
         s = where(future, -math.inf, s)                                     # (..., Tq, T)
+    if mask is not None:
+        s = s + Tensor(mask)                                                # (..., Tq, T)
     p = softmax(s, axis=-1)                                                 # P (..., Tq, T)
     if dropout_p > 0:
         rng = backend.device_rng(backend.device_of(p.data))

@@ -7,6 +7,8 @@ Forward, for one batch element and one head (q, k, v are (T, hs); the code batch
 
     S = (q k^T) * scale                      scores, (T, T); scale = 1 / sqrt(hs)
     S[i, j] = -inf  for j > i                causal mask: position i sees only j <= i
+    S = S + mask                             an optional additive mask (0 or a large negative
+                                             number per key, e.g. BERT's padding), a constant
     P = softmax(S) along j                   attention weights; each row sums to 1
     Pd = P * M / (1 - p)                     dropout on the weights, p = dropout_p (M = 1 if p = 0)
     y = Pd v                                 (T, T)(T, hs) -> (T, hs)
@@ -20,6 +22,7 @@ Backward (each line restates the forward line it differentiates; derivation in d
 
 The softmax line uses the Jacobian ∂P_ij/∂S_ik = P_ij (delta_jk - P_ik) of row i, so
 dS_ik = sum_j dP_ij ∂P_ij/∂S_ik = P_ik (dP_ik - D_i) with D_i = sum_j dP_ij P_ij.
+The additive mask is a constant: dS flows through it to q and k unchanged, and it gets none.
 ``D_i = dy_i . y_i`` (FlashAttention's trick) is a sum over hs numbers instead of T: it holds
 because sum_j dP_ij P_ij = sum_j dPd_ij Pd_ij (dP_ij P_ij = dPd_ij M_ij P_ij / (1 - p) =
 dPd_ij Pd_ij) = dy_i . sum_j Pd_ij v_j = dy_i . y_i. Masked scores get P = 0, so they pass no
@@ -71,7 +74,7 @@ def _row_sums(s):
     return (s.reshape(-1, s.shape[-1]) @ ones).reshape(s.shape[:-1])        # (...)
 
 
-def _forward(fn, q, k, v, causal, dropout_p, scale, out=None):
+def _forward(fn, q, k, v, causal, dropout_p, scale, out=None, mask=None):
     r"""The shared forward on (..., T, hs) views; saves what backward needs on ``fn``."""
     xp = backend.get_xp(q)
     tq, tk = q.shape[-2], k.shape[-2]
@@ -81,6 +84,8 @@ def _forward(fn, q, k, v, causal, dropout_p, scale, out=None):
         # Query i is position (tk - tq + i) of the key sequence; for tq == tk this is the plain
         # triangle. It lets a decoder feed fewer queries than keys.
         s += causal_mask(tk, s.dtype, xp)[tk - tq:]                         # (T, T) broadcast
+    if mask is not None:
+        s += mask                                                           # S + mask, broadcast
     p = s                      # the scores' buffer, turned into P = softmax(S) in place:
     p -= p.max(axis=-1, keepdims=True)                                      #   S - max_j S
     xp.exp(p, out=p)                                                        #   e^{S - max}
@@ -122,6 +127,19 @@ def _backward(fn, dy, y, dq=None, dk=None, dv=None):
     return dq, dk, dv
 
 
+def _check_mask(mask, q, k):
+    r"""The additive mask must broadcast to the scores (..., Tq, T) without growing them."""
+    shape = q.shape[:-1] + (k.shape[-2],)                                   # (..., Tq, T)
+    fits = mask.ndim <= len(shape) and all(
+        m in (1, n) for m, n in zip(mask.shape[::-1], shape[::-1]))
+    if not fits:
+        raise ValueError(f"attention: the additive mask of shape {mask.shape} does not "
+                         f"broadcast to the scores' shape {shape}")
+    if mask.dtype != q.dtype:
+        raise ValueError(f"attention: the additive mask must have the scores' dtype {q.dtype}, "
+                         f"got {mask.dtype}")
+
+
 def _check(q, k, v):
     if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim:
         raise ValueError(f"attention: q, k, v must have the same number (>= 2) of dimensions "
@@ -137,17 +155,22 @@ class Attention(Function):
     r"""y = softmax(q k^T / sqrt(hs) + mask) v with q (..., Tq, hs), k, v (..., T, hs).
 
     Options: ``causal`` (default True) masks future keys; ``dropout_p`` drops attention weights
-    (pass 0 in evaluation); ``scale`` defaults to 1/sqrt(hs). Equations: the module docstring.
+    (pass 0 in evaluation); ``scale`` defaults to 1/sqrt(hs); ``mask``, an array of q's dtype
+    that broadcasts to the scores (..., Tq, T), is added to them (0 where a key may be seen, a
+    large negative number where not: BERT's padding mask (B, 1, 1, T)); it is a constant.
+    Equations: the module docstring.
 
     Reference: tinygrad_llm.reference.attention.
     """
 
-    def forward(self, q, k, v, causal=True, dropout_p=0.0, scale=None):
+    def forward(self, q, k, v, causal=True, dropout_p=0.0, scale=None, mask=None):
         _check(q, k, v)
+        if mask is not None:
+            _check_mask(mask, q, k)
         if not 0 <= dropout_p < 1:
             raise ValueError(f"attention: dropout_p must be in [0, 1), got {dropout_p}")
         scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-        self.y = _forward(self, q, k, v, causal, dropout_p, scale)           # saved: y, for D
+        self.y = _forward(self, q, k, v, causal, dropout_p, scale, mask=mask)  # saved: y, for D
         return self.y
 
     def backward(self, dy):
@@ -201,9 +224,10 @@ class QKVAttention(Function):
         return (dqkv.reshape(b, t, 3 * c),)                                 # (B, T, 3C)
 
 
-def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, scale=None):
-    r"""softmax(q k^T * scale + causal mask) v on Tensors (..., T, hs); see ``Attention``."""
-    return Attention.apply(q, k, v, causal=causal, dropout_p=dropout_p, scale=scale)
+def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, scale=None, mask=None):
+    r"""softmax(q k^T * scale + causal mask + mask) v on Tensors (..., T, hs); ``mask`` an
+    optional additive array (not a Tensor); see ``Attention``."""
+    return Attention.apply(q, k, v, causal=causal, dropout_p=dropout_p, scale=scale, mask=mask)
 
 
 def qkv_attention(qkv, n_head, causal=True, dropout_p=0.0):
