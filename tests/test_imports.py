@@ -25,9 +25,9 @@ LAYERS = [
     ("autograd",),                              # Function, the graph, backward
     ("ops",),                                   # one Function per primitive or fused op
     ("tensor",),                                # Tensor and its operators
-    ("nn", "reference", "testing", "profiler", "data", "decoding"),
+    ("nn", "reference", "testing", "profiler", "data", "decoding", "sampling"),
     ("optim",),
-    ("models", "metrics"),
+    ("models", "metrics", "distributed"),   # distributed: data parallelism (MPI, NCCL)
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

@@ -14,7 +14,10 @@ The few things that really differ between the two live here, behind small functi
 - matmul precision (TF32 on GPUs, ``set_matmul_precision``);
 - memory statistics (``memory_stats``);
 - whether CUDA is usable at all (``cuda_status``), and the imported cupy module for the CUDA
-  kernels' launchers (``cupy_module``; tinygrad_llm/kernels/cuda.py).
+  kernels' launchers (``cupy_module``; tinygrad_llm/kernels/cuda.py);
+- for data parallelism on GPUs (tinygrad_llm/distributed.py): CuPy's NCCL binding
+  (``nccl_module``), choosing this process's GPU (``use_cuda_device``), and the raw addresses
+  NCCL takes (``data_pointer``, ``stream_pointer``).
 
 ``cupy`` is imported lazily, the first time a CUDA device is asked for, so ``import tinygrad_llm``
 never imports it. The faster CPU algorithms for some array operations (a sorted scatter-add,
@@ -31,7 +34,7 @@ __all__ = [
     "DEVICES", "get_xp", "device_of", "is_cpu", "check_device", "to_device", "to_numpy",
     "is_array", "cuda_status", "cupy_module", "add_at", "manual_seed", "host_rng", "device_rng",
     "synchronize", "set_matmul_precision", "matmul_precision", "memory_stats", "rng_state",
-    "set_rng_state",
+    "set_rng_state", "nccl_module", "use_cuda_device", "data_pointer", "stream_pointer",
 ]
 
 DEVICES = ("cpu", "cuda")
@@ -176,6 +179,35 @@ def add_at(a, indices, values):
     import cupyx  # noqa: PLC0415 - only reached with CuPy arrays, after cupy is imported
     cupyx.scatter_add(a, indices, values)
     return a
+
+
+def nccl_module():
+    """CuPy's NCCL binding, ``cupy.cuda.nccl`` (all-reduce between GPUs), or a clear error."""
+    _import_cupy()
+    try:
+        import cupy.cuda.nccl as nccl  # noqa: PLC0415 - GPU data parallelism only
+    except ImportError as e:
+        raise RuntimeError(f"NCCL is not available through CuPy ({e}); install it with: "
+                           'pip install "nvidia-nccl-cu12>=2.18"') from None
+    if not getattr(nccl, "available", True):
+        raise RuntimeError("CuPy found no NCCL library; install it with: "
+                           'pip install "nvidia-nccl-cu12>=2.18"')
+    return nccl
+
+
+def use_cuda_device(index):
+    """Make GPU ``index`` this process's current device (one process per GPU)."""
+    _import_cupy().cuda.Device(index).use()
+
+
+def data_pointer(x):
+    """The device address of a CuPy array's first element (what NCCL calls take)."""
+    return x.data.ptr
+
+
+def stream_pointer():
+    """The current CUDA stream's handle: NCCL queues its work there, after the kernels before."""
+    return _import_cupy().cuda.get_current_stream().ptr
 
 
 def synchronize(device):
