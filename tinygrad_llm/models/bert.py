@@ -437,7 +437,8 @@ class BertPreTrainedModel(Module):
                 raise ValueError(f"{source}: the tensor {name!r} has dtype {value.dtype}, not "
                                  f"a floating type")
             p.data = backend.to_device(value.astype(p.dtype), p.device)
-        unexpected = [k for k in state if k not in own]
+        unexpected = [k for k in state if k not in own and not (   # a pooler we left out
+            k.startswith(self._base + "pooler.") and self._bert().pooler is None)]
         if fresh:
             warnings.warn(f"{source}: no weights for {', '.join(fresh)}; initialised at random "
                           f"(train them before use)", stacklevel=3)
@@ -479,7 +480,7 @@ class BertPreTrainedModel(Module):
         types = (np.zeros_like(ids) if token_type_ids is None
                  else _host_ints(token_type_ids, "token_type_ids"))
         mask = (np.ones_like(ids) if attention_mask is None
-                else _host_ints(attention_mask, "attention_mask"))
+                else _host_ints(attention_mask, "attention_mask", floats=True))
         for name, a in (("token_type_ids", types), ("attention_mask", mask)):
             if a.shape != ids.shape:
                 raise ValueError(f"{type(self).__name__}: {name} must have the shape of "
@@ -487,18 +488,23 @@ class BertPreTrainedModel(Module):
         if types.size and (types.min() < 0 or types.max() >= cfg.type_vocab_size):
             raise ValueError(f"{type(self).__name__}: token_type_ids must be in [0, "
                              f"{cfg.type_vocab_size}), got {int(types.max())}")
-        weight = self._embeddings().word_embeddings.weight
+        weight = self._bert().embeddings.word_embeddings.weight
         device, xp = weight.device, backend.get_xp(weight.data)
         bias = extended_attention_mask(backend.to_device(mask, device), weight.dtype, xp)
         ids, types = (Tensor(backend.to_device(a, device)) for a in (ids, types))
         return ids, types, bias                                             # bias (B, 1, 1, T)
 
 
-def _host_ints(x, name):
+def _host_ints(x, name, floats=False):
+    r"""x (a list, an array or a Tensor) as a NumPy int64 array; ``floats`` admits 0.0 / 1.0."""
     data = x.numpy() if isinstance(x, Tensor) else backend.to_numpy(x) if backend.is_array(x) \
         else np.asarray(x)
+    if data.dtype.kind == "f" and floats and np.isin(data, (0, 1)).all():
+        return data.astype(np.int64)
     if data.dtype.kind not in "iub":
-        raise ValueError(f"BERT: {name} must hold integers, got dtype {data.dtype}")
+        raise ValueError(f"BERT: {name} must hold integers" + (" (or 0.0 and 1.0)" if floats
+                                                                 else "")
+                         + f", got dtype {data.dtype}")
     return data.astype(np.int64, copy=False)
 
 
@@ -522,8 +528,8 @@ class BertModel(BertPreTrainedModel):
         self.pooler = BertPooler(config) if add_pooling_layer else None
         self._init_weights()
 
-    def _embeddings(self):
-        return self.embeddings
+    def _bert(self):
+        return self
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         ids, types, bias = self._inputs(input_ids, attention_mask, token_type_ids)
@@ -599,8 +605,8 @@ class BertForMaskedLM(BertPreTrainedModel):
         self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings)
         self._init_weights()
 
-    def _embeddings(self):
-        return self.bert.embeddings
+    def _bert(self):
+        return self.bert
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         ids, types, bias = self._inputs(input_ids, attention_mask, token_type_ids)
@@ -645,8 +651,8 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = Linear(config.hidden_size, config.num_labels)     # W_c (K, H)
         self._init_weights()
 
-    def _embeddings(self):
-        return self.bert.embeddings
+    def _bert(self):
+        return self.bert
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         ids, types, bias = self._inputs(input_ids, attention_mask, token_type_ids)
