@@ -48,7 +48,9 @@ from tinygrad_llm.nn import init
 from tinygrad_llm.nn.attention import CausalSelfAttention
 from tinygrad_llm.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from tinygrad_llm.nn.module import Module, ModuleList
+from tinygrad_llm.nn.transformer import KVCache
 from tinygrad_llm.optim import AdamW
+from tinygrad_llm.sampling import check_sampling_args, repetition_penalty, sample_next
 from tinygrad_llm.tensor import Tensor, no_grad
 
 __all__ = ["GPTConfig", "GPT", "Block", "MLP"]
@@ -138,9 +140,16 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))                                     # (B, T, C)
+    def forward(self, x, attention_mask=None):
+        x = x + self.attn(self.ln_1(x), attention_mask)                     # (B, T, C)
         return x + self.mlp(self.ln_2(x))                                   # (B, T, C)
+
+    def forward_cached(self, x, past=None, attention_mask=None):
+        r"""The block on new positions x (B, L, C) given this layer's past keys and values
+        (CausalSelfAttention.forward_cached); returns (x (B, L, C), (k, v))."""
+        y, past = self.attn.forward_cached(self.ln_1(x), past, attention_mask)
+        x = x + y                                                           # (B, L, C)
+        return x + self.mlp(self.ln_2(x)), past                             # (B, L, C)
 
 
 class _Transformer(Module):
@@ -191,10 +200,12 @@ class GPT(Module):
         n = sum(p.size for p in self.parameters())
         return n - self.transformer.wpe.weight.size if non_embedding else n
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, attention_mask=None):
         r"""idx (B, T) int -> logits (B, T, V), and the mean cross-entropy against targets (B, T)
-        (positions whose target is -100 are ignored), or None without targets."""
-        x = self.hidden_states(idx)                                         # (B, T, C)
+        (positions whose target is -100 are ignored), or None without targets.
+        ``attention_mask`` (B, T) (1 or True for a real token, 0 for left padding) or None:
+        hidden_states."""
+        x = self.hidden_states(idx, attention_mask)                         # (B, T, C)
         logits = self.lm_head(x)                                            # (B, T, V)
         if targets is None:
             return logits, None
@@ -208,82 +219,246 @@ class GPT(Module):
                                ignore_index=-100)
         return logits, loss
 
-    def hidden_states(self, idx):
-        r"""The final LayerNorm's output (B, T, C), before the lm_head."""
-        idx = idx if isinstance(idx, Tensor) else Tensor(np.asarray(idx))
-        if idx.ndim != 2 or idx.dtype.kind not in "iu":
-            raise ValueError(f"GPT: idx must be a (B, T) array of integer token ids, got "
-                             f"shape {idx.shape} and dtype {idx.dtype}")
+    def hidden_states(self, idx, attention_mask=None):
+        r"""The final LayerNorm's output (B, T, C), before the lm_head.
+
+        With ``attention_mask`` (B, T) (Hugging Face's: 1 for a token, 0 for padding on the
+        left), no position attends to a padding key, and the positions count real tokens only:
+        pos = max(cumsum(mask) - 1, 0), so a left-padded row gets the numbers it would get
+        alone. Without it, pos = 0..T-1 and the fused attention runs."""
+        idx = self._check_idx(idx)
         b, t = idx.shape
         if t > self.config.block_size:
             raise ValueError(f"GPT: cannot forward a sequence of length {t}; the block size "
                              f"is only {self.config.block_size}")
+        mask = None if attention_mask is None else self._check_mask(attention_mask, (b, t))
+        x = self._embed(idx, 0, mask)                                       # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x, mask)                                              # (B, T, C)
+        return self.transformer.ln_f(x)                                     # (B, T, C)
+
+    def new_cache(self):
+        r"""An empty KV cache for ``forward_cached``: a tinygrad_llm.nn.KVCache whose keys[l],
+        values[l] will hold layer l's (B, nh, t, hs) keys and values (no memory: a GPT has no
+        encoder)."""
+        empty = [None] * self.config.n_layer
+        return KVCache(empty, empty, empty, empty)
+
+    def forward_cached(self, idx, cache, attention_mask=None):
+        r"""Incremental forward: idx (B, L) the tokens at positions t..t+L-1, ``cache`` the keys
+        and values of positions 0..t-1 (``new_cache()`` when t = 0), ``attention_mask``
+        (B, t + L) for every position so far, or None. Returns (h (B, L, C), the cache grown to
+        t + L positions); h equals the last L rows of ``hidden_states`` on all t + L tokens.
+        Positions t + L must fit in block_size (``generate`` handles the end of the window)."""
+        idx = self._check_idx(idx)
+        b, l_new = idx.shape
+        t = cache.length
+        if t + l_new > self.config.block_size:
+            raise ValueError(f"GPT: the cache holds {t} positions; {l_new} more exceed the block "
+                             f"size {self.config.block_size}")
+        if len(cache.keys) != self.config.n_layer:
+            raise ValueError(f"GPT: the cache has {len(cache.keys)} layers, the model "
+                             f"{self.config.n_layer}")
+        mask = None
+        if attention_mask is not None:
+            mask = self._check_mask(attention_mask, (b, t + l_new))
+        x = self._embed(idx, t, mask)                                       # (B, L, C)
+        keys, values = [], []
+        for block, k, v in zip(self.transformer.h, cache.keys, cache.values):
+            x, (k, v) = block.forward_cached(x, None if k is None else (k, v), mask)
+            keys.append(k)                                                  # (B, nh, t+L, hs)
+            values.append(v)
+        empty = [None] * len(keys)
+        return self.transformer.ln_f(x), KVCache(keys, values, empty, empty)  # (B, L, C)
+
+    def _embed(self, idx, t, mask):
+        r"""wte[idx] + wpe[pos] for idx (B, L) at positions t..t+L-1 (or, with ``mask``
+        (B, t + L), max(cumsum(mask) - 1, 0) of its last L columns), then dropout."""
         device = self.transformer.wte.weight.device
         idx = idx.to(device)
-        xp = backend.get_xp(idx.data)
-        pos = Tensor(xp.arange(t))                                          # (T,)
-        tok_emb = self.transformer.wte(idx)                                 # (B, T, C)
-        pos_emb = self.transformer.wpe(pos)                                 # (T, C)
-        x = self.transformer.drop(tok_emb + pos_emb)                        # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)                                                    # (B, T, C)
-        return self.transformer.ln_f(x)                                     # (B, T, C)
+        l_new = idx.shape[1]
+        if mask is None:
+            pos = np.arange(t, t + l_new)                                   # (L,)
+        else:
+            pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)[:, -l_new:]    # (B, L)
+        pos = Tensor(backend.to_device(pos, device))
+        tok_emb = self.transformer.wte(idx)                                 # (B, L, C)
+        pos_emb = self.transformer.wpe(pos)                                 # (L | B, L, C)
+        return self.transformer.drop(tok_emb + pos_emb)                     # (B, L, C)
+
+    @staticmethod
+    def _check_idx(idx):
+        idx = idx if isinstance(idx, Tensor) else Tensor(np.asarray(idx))
+        if idx.ndim != 2 or idx.dtype.kind not in "iu":
+            raise ValueError(f"GPT: idx must be a (B, T) array of integer token ids, got "
+                             f"shape {idx.shape} and dtype {idx.dtype}")
+        return idx
+
+    @staticmethod
+    def _check_mask(mask, shape):
+        r"""An attention mask as a (B, T) bool NumPy array, checked: 0/1 (or bool) of ``shape``."""
+        mask = backend.to_numpy(mask.data) if isinstance(mask, Tensor) else np.asarray(mask)
+        if mask.shape != shape:
+            raise ValueError(f"GPT: attention_mask must have shape {shape}, got {mask.shape}")
+        if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
+            raise ValueError("GPT: attention_mask must hold only 0 (padding) and 1 (token)")
+        return mask.astype(bool)                                            # (B, T)
 
     # ---- generation ---------------------------------------------------------------------------
     @no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                 num_beams=1):
-        r"""Extend idx (B, T) by ``max_new_tokens`` sampled tokens, one at a time; returns a NumPy
-        int64 array (B, T + max_new_tokens).
+                 num_beams=1, length_penalty=1.0, repetition_penalty=1.0, eos_token_id=None,
+                 pad_token_id=None, attention_mask=None, use_cache=True, output_logits=False):
+        r"""Extend each row of idx (B, T) (or (T,)) by up to ``max_new_tokens`` tokens; returns
+        a NumPy int64 array (B, T + n), n <= max_new_tokens. The rules, with their formulas:
+        docs/generation.md.
 
-        Each step feeds the last ``block_size`` tokens and turns the last position's logits z
-        into probabilities p = softmax(z / temperature), keeping only the ``top_k`` largest
-        and/or the smallest set of most likely tokens whose probabilities add up to ``top_p``
-        (nucleus sampling). temperature=0 is greedy decoding (argmax). ``seed`` makes the draws
+        Each step turns the next-token logits z (B, V) into a token (tinygrad_llm.sampling):
+        the repetition penalty (Hugging Face's: z_v / theta if z_v > 0 else z_v * theta for
+        every token v already in the row; 1 = off), then temperature=0 takes argmax z (greedy),
+        otherwise a token is drawn from softmax(z / temperature) restricted to the ``top_k``
+        most likely and/or to the nucleus of mass ``top_p``. ``seed`` makes the draws
         reproducible (otherwise they come from the generator of ``tinygrad_llm.manual_seed``).
-        Runs in eval mode under no_grad; the previous mode is restored.
 
-        ``num_beams`` > 1 runs beam search instead (tinygrad_llm.decoding.beam_search, no
-        end-of-sequence token, so every beam has the same length and the length penalty plays no
-        part): each row gets the continuation of highest total log-probability the beam finds.
-        It is deterministic; temperature, top_k, top_p and seed are not used.
+        ``eos_token_id``: a row that emits it stops; its later positions get ``pad_token_id``
+        (default: eos_token_id), and generation ends when every row has stopped.
+
+        ``num_beams`` > 1 runs beam search (tinygrad_llm.decoding.beam_search, the one beam
+        search of the project): each row gets its best hypothesis by s(y) / lp(|y|) with GNMT's
+        lp(n) = ((5 + n) / 6) ** length_penalty over the n generated tokens (eos included);
+        shorter hypotheses are padded. The repetition penalty applies; temperature, top_k,
+        top_p and seed do not (beam search is deterministic).
+
+        ``attention_mask`` (B, T) (1 for a token, 0 for padding) generates a batch of prompts of
+        different lengths, left-padded as Hugging Face does: padding is never attended to and
+        positions count real tokens only. Each row's last prompt token must be real.
+
+        ``use_cache=True`` keeps every layer's keys and values (a KVCache, B x L x 2 x T x C
+        numbers) so that each step feeds only the newest token: the same logits as recomputing
+        the whole context (use_cache=False), in O(T) instead of O(T^2) per step. The context
+        is at most block_size tokens: a longer prompt is cropped to its last block_size tokens
+        (the output keeps the whole prompt), and once prompt plus generated tokens pass
+        block_size the window slides, every position shifts, and cached keys (computed at
+        their old positions) no longer apply: from then on each step recomputes the last
+        block_size tokens, exactly as use_cache=False does.
+
+        ``output_logits=True`` returns (ids, logits): the raw next-token logits of every step,
+        a list of float64 arrays (rows, V) (B rows; for beam search, the rows it scored).
+        Runs in eval mode under no_grad; the previous mode is restored.
         """
-        if temperature < 0:
-            raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"generate: top_k must be >= 1, got {top_k}")
-        if top_p is not None and not 0 < top_p <= 1:
-            raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
-        if num_beams < 1:
-            raise ValueError(f"generate: num_beams must be >= 1, got {num_beams}")
-        rng = np.random.default_rng(seed) if seed is not None else backend.host_rng()
+        v = self.config.vocab_size
+        if int(max_new_tokens) != max_new_tokens or max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be an integer >= 0, got "
+                             f"{max_new_tokens}")
+        check_sampling_args(temperature, top_k, top_p, repetition_penalty)
+        if int(num_beams) != num_beams or num_beams < 1:
+            raise ValueError(f"generate: num_beams must be an integer >= 1, got {num_beams}")
+        for name, value in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
+            if value is not None and not (int(value) == value and 0 <= value < v):
+                raise ValueError(f"generate: {name}={value} is outside the vocabulary "
+                                 f"[0, {v})")
+        pad_token_id = eos_token_id if pad_token_id is None else pad_token_id
         idx = idx.numpy() if isinstance(idx, Tensor) else np.asarray(idx)
-        idx = idx.astype(np.int64).reshape(1, -1) if idx.ndim == 1 else idx.astype(np.int64)
+        idx = idx.reshape(1, -1) if idx.ndim == 1 else idx
+        if idx.ndim != 2 or idx.shape[1] == 0 or idx.dtype.kind not in "iu":
+            raise ValueError(f"generate: idx must be (B, T) integer token ids with T >= 1, got "
+                             f"shape {idx.shape} and dtype {idx.dtype}")
+        if idx.min() < 0 or idx.max() >= v:
+            raise ValueError(f"generate: token ids must be in [0, {v}), got "
+                             f"[{idx.min()}, {idx.max()}]")
+        idx = idx.astype(np.int64)
+        mask = None
+        if attention_mask is not None:
+            mask = self._check_mask(attention_mask, idx.shape)
+            if not mask[:, -1].all():
+                raise ValueError("generate: attention_mask must pad on the left (every row's "
+                                 "last prompt token real), as generation appends on the right")
+        state = (self.new_cache() if use_cache else None, mask)
+        rng = np.random.default_rng(seed) if seed is not None else backend.host_rng()
+        logits = [] if output_logits else None
         was_training = self.training
         self.eval()
         try:
             if num_beams > 1:
-                return self._beam_generate(idx, max_new_tokens, num_beams)
-            for _ in range(max_new_tokens):
-                context = idx[:, -self.config.block_size:]                  # (B, T')
-                x = self.hidden_states(context)[:, -1:, :]                  # (B, 1, C)
-                z = self.lm_head(x).numpy()[:, 0, :].astype(np.float64)    # (B, V)
-                nxt = _sample(z, temperature, top_k, top_p, rng)           # (B,)
-                idx = np.concatenate([idx, nxt[:, None]], axis=1)          # (B, T + 1)
+                ids = self._beam_generate(idx, max_new_tokens, num_beams, length_penalty,
+                                          repetition_penalty, eos_token_id, pad_token_id,
+                                          state, logits)
+            else:
+                ids = self._sample_generate(idx, max_new_tokens, temperature, top_k, top_p,
+                                            repetition_penalty, eos_token_id, pad_token_id,
+                                            state, rng, logits)
         finally:
             self.train(was_training)
-        return idx
+        return (ids, logits) if output_logits else ids
 
-    def _beam_generate(self, idx, max_new_tokens, num_beams):
-        r"""Beam search over the next ``max_new_tokens`` tokens of each row of idx (B, T)."""
+    def _next_logits(self, ids, state):
+        r"""The next-token logits (M, V) float64 after each row of ids (M, t), and the new state.
+
+        state = (cache, mask): a KVCache holding the first cache.length positions of each row
+        (None: recompute the context), and the prompt's attention mask (None: no padding),
+        extended here with ones for the generated tokens. While t <= block_size the cache is
+        fed only the positions it lacks; past block_size the window slides, the cache is
+        dropped and the last block_size tokens are recomputed (the generate docstring)."""
+        cache, mask = state
+        block = self.config.block_size
+        t = ids.shape[1]
+        if mask is not None and mask.shape[1] < t:                          # generated: real
+            grown = np.ones((mask.shape[0], t - mask.shape[1]), dtype=bool)
+            mask = np.concatenate([mask, grown], axis=1)                    # (M, t)
+        if cache is not None and t <= block:
+            h, cache = self.forward_cached(ids[:, cache.length:], cache, mask)  # (M, L, C)
+        else:
+            cache = None
+            h = self.hidden_states(ids[:, -block:],
+                                   None if mask is None else mask[:, -block:])  # (M, t', C)
+        z = self.lm_head(h[:, -1:, :])                                      # (M, 1, V)
+        return z.numpy()[:, 0, :].astype(np.float64), (cache, mask)        # (M, V)
+
+    def _sample_generate(self, idx, max_new_tokens, temperature, top_k, top_p, penalty,
+                         eos_token_id, pad_token_id, state, rng, logits):
+        r"""Greedy or sampled generation, one token per row per step."""
+        ids = idx                                                           # (B, T)
+        done = np.zeros(ids.shape[0], dtype=bool)                           # (B,) eos emitted
+        for _ in range(max_new_tokens):
+            z, state = self._next_logits(ids, state)                        # (B, V)
+            if logits is not None:
+                logits.append(z)
+            z = repetition_penalty(z, ids, penalty, state[1])
+            nxt = sample_next(z, rng, temperature, top_k, top_p)            # (B,)
+            if eos_token_id is not None:
+                nxt = np.where(done, pad_token_id, nxt)                     # stopped rows: pad
+                done |= nxt == eos_token_id
+            ids = np.concatenate([ids, nxt[:, None]], axis=1)               # (B, t + 1)
+            if done.all():
+                break
+        return ids
+
+    def _beam_generate(self, idx, max_new_tokens, num_beams, length_penalty, penalty,
+                       eos_token_id, pad_token_id, state, logits):
+        r"""Beam search over the next ``max_new_tokens`` tokens of each row of idx (B, T); the
+        cache and the mask follow the beams as they are reordered."""
         def step(ids, state):
-            context = ids[:, -self.config.block_size:]                     # (M, T')
-            x = self.hidden_states(context)[:, -1, :]                      # (M, C)
-            return F.log_softmax(self.lm_head(x), axis=-1), state          # (M, V)
+            z, state = self._next_logits(ids, state)                        # (M, V)
+            if logits is not None:
+                logits.append(z)
+            z = repetition_penalty(z, ids, penalty, state[1])
+            z = z - z.max(axis=-1, keepdims=True)
+            return z - np.log(np.exp(z).sum(axis=-1, keepdims=True)), state  # log_softmax
+
+        def reorder(state, index):
+            cache, mask = state
+            return (None if cache is None else cache.reorder(index),
+                    None if mask is None else mask[index])
 
         sequences, _ = beam_search(step, idx, beam_size=num_beams,
-                                   max_len=idx.shape[1] + max_new_tokens)
-        return np.stack(sequences)                                         # (B, T + new)
+                                   max_len=idx.shape[1] + max_new_tokens, eos_id=eos_token_id,
+                                   length_penalty=length_penalty, state=state, reorder=reorder)
+        longest = max(len(s) for s in sequences)
+        fill = 0 if pad_token_id is None else pad_token_id    # only eos makes lengths differ
+        out = np.full((len(sequences), longest), fill, dtype=np.int64)      # (B, T + n)
+        for row, seq in enumerate(sequences):
+            out[row, :len(seq)] = seq
+        return out
 
     # ---- Hugging Face checkpoints -------------------------------------------------------------
     @classmethod
@@ -355,31 +530,6 @@ class GPT(Module):
         groups = [{"params": decay, "weight_decay": weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         return AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
-
-
-def _sample(z, temperature, top_k, top_p, rng):
-    r"""One token id per row of logits z (B, V): greedy, or a draw from the filtered softmax."""
-    if temperature == 0:
-        return z.argmax(axis=-1)                                            # (B,)
-    z = z / temperature                                                     # (B, V)
-    if top_k is not None:
-        k = min(top_k, z.shape[-1])
-        kth = np.sort(z, axis=-1)[:, -k][:, None]                           # (B, 1)
-        z = np.where(z < kth, -np.inf, z)
-    p = np.exp(z - z.max(axis=-1, keepdims=True))
-    p /= p.sum(axis=-1, keepdims=True)                                      # (B, V)
-    if top_p is not None and top_p < 1:
-        order = np.argsort(-p, axis=-1, kind="stable")                      # most likely first
-        sorted_p = np.take_along_axis(p, order, axis=-1)                    # (B, V)
-        before = np.cumsum(sorted_p, axis=-1) - sorted_p                    # mass above each
-        sorted_p[before >= top_p] = 0                                       # keep the nucleus
-        p = np.zeros_like(p)
-        np.put_along_axis(p, order, sorted_p, axis=-1)
-        p /= p.sum(axis=-1, keepdims=True)
-    u = rng.random((p.shape[0], 1))                                         # inverse-CDF draw
-    ids = (np.cumsum(p, axis=-1) < u).sum(axis=-1)
-    return np.minimum(ids, p.shape[-1] - 1)                                 # (B,)
-
 
 
 # ---- Hugging Face GPT-2 layout ----------------------------------------------------------------

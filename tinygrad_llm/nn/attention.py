@@ -10,14 +10,26 @@ mask[i, j] = -inf for j > i (no peeking at future tokens), 0 otherwise. Paramete
 GPT-2's: ``c_attn`` (the fused qkv projection, weight (3C, C)) and ``c_proj`` (weight (C, C)).
 The forward and backward of the attention itself are in tinygrad_llm/ops/attention.py and
 docs/gpt.md; tinygrad_llm.reference.attention is the same math from primitives.
+
+Generation adds two things (docs/generation.md): a key padding mask (``attention_mask``, True for
+a real token, False for left padding: no query attends to a padding key) and incremental
+decoding (``forward_cached``): the new positions t..t+L-1 are computed against the keys and
+values of positions 0..t-1 kept from earlier calls, which gives the same rows as the full causal
+attention over all t+L positions.
 """
 
-from tinygrad_llm import reference
+import math
+
+import numpy as np
+
+from tinygrad_llm import backend, reference
+from tinygrad_llm.nn import functional as F
 from tinygrad_llm.nn.layers import Dropout, Linear
 from tinygrad_llm.nn.module import Module
 from tinygrad_llm.ops import attention as _attention
+from tinygrad_llm.tensor import Tensor, concatenate, where
 
-__all__ = ["CausalSelfAttention"]
+__all__ = ["CausalSelfAttention", "masked_attention"]
 
 
 class CausalSelfAttention(Module):
@@ -45,27 +57,98 @@ class CausalSelfAttention(Module):
         self.c_proj = Linear(n_embd, n_embd, bias=bias)                     # W_proj (C, C)
         self.resid_dropout = Dropout(dropout)
 
-    def forward(self, x):
+    def forward(self, x, attention_mask=None):
+        r"""x (B, T, C) -> (B, T, C). ``attention_mask`` (B, T) bool, False at padding keys, or
+        None; with a mask the attention is composed from primitives (``masked_attention``)."""
         b, t, c = x.shape                                                   # (B, T, C)
         qkv = self.c_attn(x)                                                # (B, T, 3C)
         p = self.dropout if self.training else 0.0
-        if self.fused:
+        if attention_mask is not None:
+            q, k, v = self._heads(qkv)                                      # (B, nh, T, hs)
+            y = masked_attention(q, k, v, attention_mask, dropout_p=p)      # (B, nh, T, hs)
+            y = y.transpose(0, 2, 1, 3).reshape(b, t, c)                    # (B, T, C)
+        elif self.fused:
             y = _attention.qkv_attention(qkv, self.n_head, causal=True, dropout_p=p)  # (B, T, C)
         else:
             y = self._attention_unfused(qkv, p)                             # (B, T, C)
         return self.resid_dropout(self.c_proj(y))                           # (B, T, C)
 
-    def _attention_unfused(self, qkv, p):
-        r"""The same attention from primitives: split the heads, then
-        ``reference.attention`` (softmax(q k^T / sqrt(hs) + mask), dropout p, times v)."""
+    def forward_cached(self, x, past=None, attention_mask=None):
+        r"""Incremental attention: x (B, L, C) holds the new positions t..t+L-1, ``past`` the
+        keys and values (k, v), each (B, nh, t, hs), of positions 0..t-1 (None when t = 0),
+        ``attention_mask`` (B, t + L) bool (False at padding) or None. Returns y (B, L, C) and
+        (k, v) grown to (B, nh, t + L, hs):
+
+            k = concat(past k, x W_k^T + b_k),  v likewise                   (B, nh, t + L, hs)
+            y_i = softmax(q_i k^T / sqrt(hs) + mask_i) v,  key j allowed if j <= t + i and
+                  attention_mask[:, j]
+
+        the rows t..t+L-1 of ``forward`` over all t + L positions, without recomputing the
+        past keys and values. Dropout as in forward (generation runs in eval mode: none)."""
+        b, l_new, c = x.shape                                               # (B, L, C)
+        q, k, v = self._heads(self.c_attn(x))                               # (B, nh, L, hs)
+        if past is not None:
+            k = concatenate([past[0], k], axis=2)                           # (B, nh, t+L, hs)
+            v = concatenate([past[1], v], axis=2)                           # (B, nh, t+L, hs)
+        p = self.dropout if self.training else 0.0
+        y = masked_attention(q, k, v, attention_mask, dropout_p=p)          # (B, nh, L, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(b, l_new, c)                    # (B, L, C)
+        return self.resid_dropout(self.c_proj(y)), (k, v)                   # (B, L, C)
+
+    def _heads(self, qkv):
+        r"""qkv (B, T, 3C) -> q, k, v, each (B, nh, T, hs)."""
         b, t, c3 = qkv.shape
         nh, hs = self.n_head, c3 // (3 * self.n_head)
         c = nh * hs
         q = qkv[:, :, 0:c].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)     # (B, nh, T, hs)
         k = qkv[:, :, c:2 * c].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         v = qkv[:, :, 2 * c:].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)   # (B, nh, T, hs)
+        return q, k, v
+
+    def _attention_unfused(self, qkv, p):
+        r"""The same attention from primitives: split the heads, then
+        ``reference.attention`` (softmax(q k^T / sqrt(hs) + mask), dropout p, times v)."""
+        b, t, c3 = qkv.shape
+        q, k, v = self._heads(qkv)                                          # (B, nh, T, hs)
         y = reference.attention(q, k, v, causal=True, dropout_p=p)         # (B, nh, T, hs)
-        return y.transpose(0, 2, 1, 3).reshape(b, t, c)                     # (B, T, C)
+        return y.transpose(0, 2, 1, 3).reshape(b, t, c3 // 3)               # (B, T, C)
 
     def extra_repr(self):
         return f"n_embd={self.n_embd}, n_head={self.n_head}, fused={self.fused}"
+
+
+def masked_attention(q, k, v, attention_mask=None, dropout_p=0.0):
+    r"""Causal attention with a key padding mask, from primitives: q (B, nh, L, hs), k and v
+    (B, nh, S, hs) with the L queries at the last L key positions (S - L + i for query i),
+    ``attention_mask`` (B, S) bool (True: a real token; False: padding) or None.
+
+        allowed[b, i, j] = (j <= S - L + i) and attention_mask[b, j]          (B, 1, L, S)
+        P = softmax(q k^T / sqrt(hs), over the allowed j)                     (B, nh, L, S)
+        y = dropout(P) v                                                      (B, nh, L, hs)
+
+    A query that may see no key at all (a padding position at the start of a left-padded row)
+    gets zero weights, so y = 0 there: finite, and never read by a real position (its key is
+    masked for every real query). reference.attention is the same without the padding mask.
+    """
+    xp = backend.get_xp(q.data)
+    l_new, s_len, hs = q.shape[2], k.shape[2], q.shape[3]
+    allowed = ~xp.triu(xp.ones((l_new, s_len), dtype=bool), k=s_len - l_new + 1)  # (L, S)
+    if attention_mask is not None:
+        keys = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
+        keys = backend.to_device(np.asarray(backend.to_numpy(keys), dtype=bool),
+                                 backend.device_of(q.data))                 # (B, S)
+        if keys.shape != (q.shape[0], s_len):
+            raise ValueError(f"masked_attention: attention_mask must be (B, S) = "
+                             f"{(q.shape[0], s_len)}, got {keys.shape}")
+        allowed = allowed[None, None] & keys[:, None, None, :]              # (B, 1, L, S)
+    scores = (q @ k.swapaxes(-1, -2)) * (1 / math.sqrt(hs))                 # (B, nh, L, S)
+    if bool(allowed.all()):
+        p = F.softmax(scores, axis=-1)                                      # (B, nh, L, S)
+    else:
+        dead = ~allowed.any(axis=-1, keepdims=True)                         # (.., L, 1) no key
+        scores = where(allowed | dead, scores, -math.inf)                   # dead rows: finite
+        p = F.softmax(scores, axis=-1)                                      # (B, nh, L, S)
+        if bool(dead.any()):
+            p = where(dead, 0.0, p)                                         # zero weights
+    p = F.dropout(p, dropout_p, dropout_p > 0)                              # (B, nh, L, S)
+    return p @ v                                                            # (B, nh, L, hs)
