@@ -305,3 +305,16 @@ def test_constant_and_step_schedules_and_set_lr():
                        {"params": [Parameter(np.ones(1, np.float32))], "lr": 5.0}])
     optim.set_lr(opt, 0.25)
     assert [g["lr"] for g in opt.param_groups] == [0.25, 0.25]
+
+
+def test_warmup_linear_lr_is_bert_s_schedule():
+    """Hugging Face's get_linear_schedule_with_warmup, as its LambdaLR factor times lr."""
+    def factor(it, warmup, total):
+        if it < warmup:
+            return it / max(1, warmup)
+        return max(0.0, (total - it) / max(1, total - warmup))
+
+    for it in [0, 1, 5, 9, 10, 11, 50, 99, 100, 150]:
+        assert optim.warmup_linear_lr(it, 2e-5, 10, 100) == pytest.approx(2e-5 * factor(it, 10,
+                                                                                        100))
+    assert optim.warmup_linear_lr(0, 1e-3, 0, 10) == 1e-3                 # no warm-up

@@ -31,7 +31,8 @@ from tinygrad_llm.ops.sparse import RowSparseGrad
 from tinygrad_llm.tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "FlatBuffers", "adam_update_",
-           "clip_grad_norm_", "set_lr", "constant_lr", "step_lr", "warmup_cosine_lr"]
+           "clip_grad_norm_", "set_lr", "constant_lr", "step_lr", "warmup_cosine_lr",
+           "warmup_linear_lr"]
 
 
 class Optimizer:
@@ -588,3 +589,15 @@ def warmup_cosine_lr(it, lr, warmup_iters, decay_iters, min_lr):
         return min_lr
     ratio = (it - warmup_iters) / max(decay_iters - warmup_iters, 1)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+def warmup_linear_lr(it, lr, warmup_iters, total_iters):
+    r"""Linear warm-up from 0, then linear decay to 0 at ``total_iters`` (BERT's schedule;
+    Hugging Face's get_linear_schedule_with_warmup):
+
+        lr(it) = lr it / warmup_iters                                   it < warmup_iters
+        lr(it) = lr max(0, (total_iters - it) / (total_iters - warmup_iters))   otherwise
+    """
+    if it < warmup_iters:
+        return lr * it / max(warmup_iters, 1)
+    return lr * max(0.0, (total_iters - it) / max(total_iters - warmup_iters, 1))
