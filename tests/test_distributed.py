@@ -217,7 +217,8 @@ def test_clipping_before_the_sync_sees_local_norms_and_differs(equality):
 def test_collectives_and_config_check_over_mpi(equality):
     assert equality["world"] == [0, 2, True]
     assert equality["all_reduce_mean"] == [1.5, 10.0] and equality["broadcast"] == 0.0
-    assert "disagree on the config: rank(s) [1] differ from rank 0" in equality["mismatch"]
+    assert equality["mismatch"] == ("the ranks disagree on the config: rank(s) [1] differ from "
+                                    "rank 0; rank 1 has n_layer = 3 where rank 0 has 2")
 
 
 @needs_mpi

@@ -332,37 +332,51 @@ def check_same(value, what):
 
     ``value`` is anything JSON can write (a config dict, a vocabulary list). Rank 0's JSON is
     broadcast as bytes and compared; the ranks then agree on whether any differed, so all raise
-    together (a rank that raised alone would leave the others waiting)."""
+    together (a rank that raised alone would leave the others waiting), and the first rank that
+    differs broadcasts its own JSON, so every rank's message names what differs."""
     if _world.size == 1:
         return
-    mine = json.dumps(value, sort_keys=True, default=str).encode("utf-8")
-    length = broadcast(np.array([len(mine)], dtype=np.int64))[0]
-    theirs = np.frombuffer(mine, dtype=np.uint8).copy() if is_main() else \
-        np.zeros(length, dtype=np.uint8)                                  # (bytes,)
-    broadcast(theirs)
+    mine = _canonical(value).encode("utf-8")
+    reference = _broadcast_bytes(mine, 0)                               # rank 0's JSON
     differs = np.zeros(_world.size, dtype=np.int64)                     # (N,) one flag per rank
-    differs[_world.rank] = theirs.tobytes() != mine
+    differs[_world.rank] = reference != mine
     all_reduce(differs)
     if differs.any():
         ranks = [int(r) for r in np.flatnonzero(differs)]
-        detail = ""
-        if differs[_world.rank]:
-            detail = _difference(json.loads(theirs.tobytes()), value)
+        other = _broadcast_bytes(mine, ranks[0])
+        detail = _difference(json.loads(reference), json.loads(other))
         raise DistributedError(f"the ranks disagree on {what}: rank(s) {ranks} differ from "
-                               f"rank 0" + (f"; here (rank {_world.rank}) {detail}" if detail
-                                            else ""))
+                               f"rank 0; rank {ranks[0]} has {detail}")
+
+
+def _broadcast_bytes(data, root):
+    """Rank ``root``'s ``data`` (bytes) on every rank: its length, then the bytes (no pickle)."""
+    length = broadcast(np.array([len(data)], dtype=np.int64), root)[0]
+    buffer = np.frombuffer(data, dtype=np.uint8).copy() if _world.rank == root else \
+        np.zeros(length, dtype=np.uint8)                                # (bytes,)
+    return broadcast(buffer, root).tobytes()
 
 
 def _difference(reference, value):
     """A short description of where ``value`` differs from rank 0's ``reference``."""
+    diffs = _differences(reference, value, "")
+    return "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+
+
+def _differences(reference, value, prefix):
     if isinstance(reference, dict) and isinstance(value, dict):
-        keys = sorted(set(reference) | set(value))
-        diffs = [f"{k}={value.get(k)!r} where rank 0 has {reference.get(k)!r}" for k in keys
-                 if json.dumps(reference.get(k), sort_keys=True, default=str)
-                 != json.dumps(value.get(k), sort_keys=True, default=str)]
-        return "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-    text = json.dumps(value, default=str)
-    return f"{text[:80]!s} where rank 0 has {json.dumps(reference, default=str)[:80]!s}"
+        out = []
+        for k in sorted(set(reference) | set(value), key=str):
+            out += _differences(reference.get(k), value.get(k), f"{prefix}{k}.")
+        return out
+    if _canonical(reference) == _canonical(value):
+        return []
+    name = prefix[:-1] or "the value"
+    return [f"{name} = {_canonical(value)[:60]} where rank 0 has {_canonical(reference)[:60]}"]
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 # ---- the batch, split over ranks and micro-batches -------------------------------------------
