@@ -19,6 +19,17 @@ With no arguments it runs nanoGPT's shakespeare_char CPU configuration (4 layers
     python examples/train_shakespeare.py --device cuda --no-tf32 --no-cuda-kernels   # slower
     python examples/train_shakespeare.py --resume           # continue from out-shakespeare/
     python examples/sample.py --start "ROMEO:"              # sample from the checkpoint
+    python examples/train_shakespeare.py --grad-accum 4     # 4 micro-batches of 3 rows a step
+    mpiexec -n 2 python examples/train_shakespeare.py       # data parallel: 2 ranks x 6 rows
+
+``--batch-size`` is always the global batch of one optimizer step. ``--grad-accum K`` cuts it into
+K micro-batches whose gradients add up before the step; under ``mpiexec -n N`` every rank draws
+the same global batch and trains on its N-th of the rows (``distributed.split_rows``), and the
+ranks average their gradients (``DistributedDataParallel``) before clipping and the step. Both
+give the step one process takes with the whole batch, up to float rounding (docs/distributed.md).
+Rank 0 alone logs, evaluates, shows progress and writes checkpoints; ``--resume`` works with any
+number of ranks. A rank that dies ends the whole job; one that waits for the others more than
+``--dist-timeout`` seconds (default 300) ends it with a message saying where it waited.
 
 Output in --out-dir: ``model.safetensors`` and ``config.json`` (the weights with GPT-2's names and
 the config, so the directory is also a Hugging Face GPT-2 directory: ``GPT.from_pretrained`` and
@@ -46,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_llm
-from tinygrad_llm import allocator, backend, checkpoint, no_grad
+from tinygrad_llm import allocator, backend, checkpoint, distributed, no_grad
 from tinygrad_llm.checkpoint import CheckpointError, save_npz
 from tinygrad_llm.data import get_batch, tiny_shakespeare
 from tinygrad_llm.kernels import cuda
@@ -101,6 +112,10 @@ def parse_args(argv=None):
                        ("min-lr", float), ("warmup-iters", int), ("lr-decay-iters", int),
                        ("weight-decay", float), ("grad-clip", float), ("seed", int)):
         p.add_argument(f"--{name}", type=kind, default=None)
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches per step (the batch size stays the global batch)")
+    p.add_argument("--dist-timeout", type=float, default=None,
+                   help="under mpiexec: seconds a rank may wait for the others (default 300)")
     p.add_argument("--sample-chars", type=int, default=500,
                    help="tokens to sample at the end (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar (plain log lines)")
@@ -330,9 +345,9 @@ def plot_losses(log_path, png_path):
 class Progress:
     """A tqdm bar when tqdm is installed (and wanted), else a plain line every 10%."""
 
-    def __init__(self, start, total, enabled):
+    def __init__(self, start, total, enabled, silent=False):
         self.bar = None
-        self.total, self.start = total, start
+        self.total, self.start, self.silent = total, start, silent
         if enabled:
             try:
                 from tqdm import tqdm
@@ -341,6 +356,8 @@ class Progress:
                 pass
 
     def update(self, it, loss, ms):
+        if self.silent:
+            return
         if self.bar is not None:
             self.bar.update(1)
             if loss is not None:
@@ -349,6 +366,8 @@ class Progress:
             print(f"iter {it}/{self.total}: loss {loss:.4f}, {ms:.0f} ms/iter", flush=True)
 
     def write(self, msg):
+        if self.silent:
+            return
         if self.bar is not None:
             self.bar.write(msg)
         else:
@@ -366,6 +385,10 @@ def setup(args):
     try:
         device = backend.check_device(args.device)
     except (RuntimeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    try:                                            # alone: a no-op; under mpiexec: the ranks
+        distributed.init("auto", device=device, timeout=args.dist_timeout)
+    except (distributed.DistributedError, RuntimeError, ValueError) as e:
         raise UsageError(str(e)) from None
     if device == "cuda":                            # before the first matmul
         backend.set_matmul_precision("highest" if args.no_tf32 else "tf32")
@@ -413,6 +436,7 @@ def setup(args):
         tok = build_tokenizer(args, text, train_text, opts["bpe_vocab_size"])
     train_ids = encode(tok, train_text, "training split")
     val_ids = encode(tok, val_text, "validation split")
+    check_world(opts["batch_size"], args.grad_accum)
     shortest = min(len(train_ids), len(val_ids))
     if opts["block_size"] >= shortest:
         raise UsageError(f"--block-size {opts['block_size']} is too large for this data: the "
@@ -440,14 +464,49 @@ def setup(args):
         batch_rng.bit_generator.state = meta["rng"]["batch"]
         backend.set_rng_state(meta["rng"]["host"])
         state = {k: meta[k] for k in state}
+    try:                                            # every rank: the same run, rank 0's weights
+        distributed.check_same({"options": opts, "tokenizer": tokenizer_to_json(tok),
+                                "data": text_digest(text), "iter": state["iter"]},
+                               "the options, tokenizer, data or checkpoint")
+        ddp = distributed.DistributedDataParallel(model, opt)
+    except distributed.DistributedError as e:
+        raise UsageError(str(e)) from None
+    if distributed.rank() > 0:   # its own dropout noise; rank 0 keeps the single-process stream
+        tinygrad_llm.manual_seed(int(np.random.SeedSequence(
+            [opts["seed"], state["iter"], distributed.rank()]).generate_state(1)[0]))
     data_path = "tiny_shakespeare" if args.data is None else str(Path(args.data).resolve())
     if args.resume:
         data_path = meta["data"]["path"]
     info = {"path": data_path, "chars": len(text), "sha256": text_digest(text)}
     return dict(device=device, opts=opts, tok=tok, model=model, opt=opt, batch_rng=batch_rng,
-                state=state, out_dir=out_dir, data=info,
+                ddp=ddp, grad_accum=args.grad_accum, state=state, out_dir=out_dir, data=info,
                 splits={"train": train_ids, "val": val_ids},
                 tokenizer_kind="char" if isinstance(tok, CharTokenizer) else "bpe")
+
+
+def check_world(batch_size, grad_accum):
+    """Every rank needs rows of the global batch, and every micro-batch at least one."""
+    n = distributed.world_size()
+    if grad_accum < 1:
+        raise UsageError(f"--grad-accum must be at least 1, got {grad_accum}")
+    if n > batch_size:
+        raise UsageError(f"{n} ranks but --batch-size {batch_size}: the global batch has fewer "
+                         "rows than there are ranks (each rank trains on its share of the rows)")
+    if batch_size // n < grad_accum:
+        raise UsageError(f"--batch-size {batch_size} over {n} rank(s) leaves {batch_size // n} "
+                         f"row(s) on a rank, fewer than --grad-accum {grad_accum} micro-batches")
+
+
+def micro_batches(x, y, grad_accum):
+    r"""This rank's rows of the global batch (x, y) (B, T), cut into ``grad_accum`` pieces
+    (x_k, y_k, w_k), w_k = N B_k / B the weight of piece k's mean loss: what
+    ``distributed.accumulation_weights`` gives when every target counts, as here (no padding),
+    so no counting and no message is needed."""
+    n, batch = distributed.world_size(), x.shape[0]
+    rows = distributed.split_rows(batch)                     # this rank's share: about B / N
+    x, y = x[rows], y[rows]                                  # (B_r, T) each
+    pieces = [distributed.split_rows(x.shape[0], grad_accum, k) for k in range(grad_accum)]
+    return [(x[s], y[s], n * (s.stop - s.start) / batch) for s in pieces]   # (B_k, T) each
 
 
 def make_meta(run, it, evaluated):
@@ -464,14 +523,21 @@ def make_meta(run, it, evaluated):
 def train(run, progress_enabled=True):
     opts, model, opt, device = run["opts"], run["model"], run["opt"], run["device"]
     out_dir = run["out_dir"]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()                    # rank 0 (or the only process) writes
     log_path = out_dir / "log.jsonl"
-    (out_dir / "tokenizer.json").write_text(tokenizer_to_json(run["tok"]), encoding="utf-8")
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "tokenizer.json").write_text(tokenizer_to_json(run["tok"]), encoding="utf-8")
     start, max_iters = run["state"]["iter"], opts["max_iters"]
-    print(f"{model.num_parameters() / 1e6:.2f}M parameters; vocab {run['tok'].vocab_size}; "
-          f"train {len(run['splits']['train']):,} / val {len(run['splits']['val']):,} tokens; "
-          f"device {device}; iterations {start} -> {max_iters}", flush=True)
-    if device == "cuda":
+    world = distributed.world_size()
+    if main:
+        print(f"{model.num_parameters() / 1e6:.2f}M parameters; vocab {run['tok'].vocab_size}; "
+              f"train {len(run['splits']['train']):,} / val {len(run['splits']['val']):,} "
+              f"tokens; device {device}; iterations {start} -> {max_iters}"
+              + (f"; {world} ranks ({distributed.backend_name()})" if world > 1 else "")
+              + (f"; {run['grad_accum']} micro-batches a step" if run["grad_accum"] > 1 else ""),
+              flush=True)
+    if device == "cuda" and main:
         print(f"cuda: {backend.matmul_precision()} matmuls, fused kernels "
               f"{'on' if cuda.cuda_kernels_enabled() else 'off'}", flush=True)
 
@@ -483,21 +549,22 @@ def train(run, progress_enabled=True):
         stop["flag"] = True
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
-    progress = Progress(start, max_iters, progress_enabled)
+    progress = Progress(start, max_iters, progress_enabled and main, silent=not main)
     window_start, window_iters = time.perf_counter(), 0
     t_loss, it = None, start
     try:
         for it in range(start, max_iters + 1):
-            if stop["flag"]:
+            if distributed.any_rank(stop["flag"]):  # the ranks stop together, at one iteration
                 run["state"]["elapsed_s"] += time.perf_counter() - window_start
-                save_checkpoint(out_dir, model, opt, make_meta(run, it, False))
+                if main:
+                    save_checkpoint(out_dir, model, opt, make_meta(run, it, False))
                 progress.write(f"interrupted: saved a checkpoint in {out_dir} at iteration {it}; "
                                f"continue with --resume")
                 return 130
             lr = warmup_cosine_lr(it, opts["lr"], opts["warmup_iters"], opts["lr_decay_iters"],
                                   opts["min_lr"])
             set_lr(opt, lr)
-            if it % opts["eval_interval"] == 0 or it == max_iters:
+            if (it % opts["eval_interval"] == 0 or it == max_iters) and main:
                 if not (it == start and run["state"]["evaluated"]):  # logged before the save
                     now = time.perf_counter()
                     run["state"]["elapsed_s"] += now - window_start
@@ -523,23 +590,29 @@ def train(run, progress_enabled=True):
                     window_start, window_iters = time.perf_counter(), 0
             if it == max_iters:
                 break
+            # the global batch, the same draw on every rank; each takes its share of the rows
             x, y = get_batch(run["splits"]["train"], opts["batch_size"], opts["block_size"],
                              run["batch_rng"], device)
-            _, loss = model(x, y)                       # forward: logits and mean loss
             opt.zero_grad()
-            loss.backward()                             # backward: every parameter's .grad
-            if opts["grad_clip"] > 0:
+            losses = []
+            for xk, yk, w in micro_batches(x, y, run["grad_accum"]):
+                _, loss = model(xk, yk)                 # forward: logits and mean loss
+                (loss * w if w != 1 else loss).backward()   # backward: .grad accumulates
+                losses.append((loss, w))
+            run["ddp"].sync_gradients()                 # average over the ranks (alone: nothing)
+            if opts["grad_clip"] > 0:                   # the global batch's gradient norm
                 clip_grad_norm_(model.parameters(), opts["grad_clip"])
             opt.step()                                  # AdamW update
             window_iters += 1
             if it % 10 == 0 or it == max_iters - 1:     # .item() syncs a GPU: not every step
-                t_loss = loss.item()
+                t_loss = sum(w * loss.item() for loss, w in losses)   # the global batch's loss
+                t_loss = float(distributed.all_reduce(np.array([t_loss]), "mean")[0])
             ms = 1000 * (time.perf_counter() - window_start) / window_iters
             progress.update(it + 1, t_loss, ms)
     finally:
         progress.close()
         signal.signal(signal.SIGINT, previous_handler)
-        if log_path.exists():
+        if main and log_path.exists():
             plot_losses(log_path, out_dir / "loss.png")
     return 0
 
@@ -561,13 +634,16 @@ def main(argv=None):
         run = setup(args)
         code = train(run, progress_enabled=not args.no_progress)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        where = f" (rank {distributed.rank()})" if distributed.world_size() > 1 else ""
+        print(f"error{where}: {e}", file=sys.stderr, flush=True)
+        if distributed.world_size() > 1:           # the other ranks may be waiting for this one
+            distributed.abort(2)
         return 2
     except KeyboardInterrupt:
         print("interrupted (a second Ctrl-C): no checkpoint written for this step",
               file=sys.stderr)
         return 130
-    if code:
+    if code or not distributed.is_main():
         return code
     if args.sample_chars > 0:
         print("-" * 40 + " sample " + "-" * 40)
