@@ -255,3 +255,10 @@ def test_left_padded_greedy_matches_hugging_face(tmp_path):
     np.testing.assert_array_equal(mine, out.sequences.numpy())
     for z, theirs in zip(logits, out.logits):               # Hugging Face returns them float32
         np.testing.assert_allclose(z, theirs.numpy(), rtol=0, atol=1e-6)
+
+
+def test_padded_forward_gradcheck_every_parameter():
+    from tinygrad_llm.testing import module_gradcheck
+    model = GPT(GPTConfig(vocab_size=23, block_size=5, n_layer=1, n_head=2, n_embd=4))
+    ids, mask = _padded(np.random.default_rng(13), [5, 3], pad=6)
+    module_gradcheck(model, lambda: model(ids, attention_mask=mask)[0][mask == 1], [], seed=2)

@@ -25,6 +25,10 @@ Parameter names are GPT-2's (Hugging Face / nanoGPT layout), so checkpoints map 
 Hugging Face's GPT-2 files store the four Linear weights of each block (``attn.c_attn``,
 ``attn.c_proj``, ``mlp.c_fc``, ``mlp.c_proj``) transposed, as Conv1D (in, out) matrices:
 ``GPT.from_pretrained`` and ``save_pretrained`` transpose exactly those four (docs/generation.md).
+
+Generation (``generate``): greedy, temperature, top-k, top-p, repetition penalty, beam search,
+eos, left-padded batches, with a KV cache (``forward_cached``) that gives the logits of
+recomputing the whole context at every step (docs/generation.md).
 """
 
 import json
