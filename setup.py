@@ -15,6 +15,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x[ctk]"],
         "plot": ["matplotlib"],
+        "dist": ["mpi4py", "mpich"],   # data parallelism: MPI and its mpiexec (docs/distributed.md)
         # tests/test_nvrtc.py also wants nvidia-cuda-nvrtc-cu12 (90 MB; .ci/run installs it)
         "dev": ["pytest", "hypothesis", "ruff"],
     },
