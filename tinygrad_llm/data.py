@@ -57,6 +57,53 @@ def get_batch(ids, batch_size, block_size, rng, device=None):
 __all__ += ["tiny_shakespeare", "get_batch"]
 
 
+# ---- masked-language-model inputs (BERT) -----------------------------------------------------
+def mask_tokens(ids, rng, vocab_size, mask_id, special_ids, mask_prob=0.15, ignore_index=-100):
+    r"""BERT's masking for masked-language-model training: choose tokens, hide most of them.
+
+    Each token that is not a special one ([CLS], [SEP], [PAD], ...) is chosen with probability
+    ``mask_prob`` (15%), independently (Hugging Face's DataCollatorForLanguageModeling). A chosen
+    token is then
+
+    * replaced by [MASK] (``mask_id``) with probability 0.8,
+    * replaced by a random token with probability 0.1 (uniform over the ids below
+      ``vocab_size`` that are not special),
+    * left unchanged with probability 0.1.
+
+    The loss is taken at the chosen positions only: ``labels`` holds their original id and
+    ``ignore_index`` everywhere else. Why not always [MASK]: [MASK] never occurs when the model is
+    fine-tuned, so a model that only had to read [MASK] positions would learn nothing useful
+    about the representation of real tokens; the random and unchanged 10% make it keep a good
+    representation of every input token, since any of them might be asked about.
+
+    ``ids`` (B, T) integers, ``rng`` a NumPy Generator. Returns int64 arrays ``(inputs,
+    labels)``, both (B, T); ``ids`` is not modified.
+    """
+    import numpy as np  # noqa: PLC0415 - keeps this module's import light
+
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"mask_tokens: ids must be integers, got {ids.dtype}")
+    if not 0.0 <= mask_prob <= 1.0:
+        raise ValueError(f"mask_tokens: mask_prob must be in [0, 1], got {mask_prob}")
+    special = np.isin(ids, list(special_ids))                              # (B, T)
+    normal = np.setdiff1d(np.arange(vocab_size), list(special_ids))       # ids to draw from
+    if normal.size == 0:
+        raise ValueError("mask_tokens: every id of the vocabulary is special")
+    chosen = (rng.random(ids.shape) < mask_prob) & ~special                # (B, T)
+    labels = np.where(chosen, ids, ignore_index).astype(np.int64)          # (B, T)
+    action = rng.random(ids.shape)                                         # (B, T)
+    inputs = ids.astype(np.int64)                                          # (B, T) copy
+    to_mask = chosen & (action < 0.8)
+    to_random = chosen & (action >= 0.8) & (action < 0.9)
+    inputs[to_mask] = mask_id
+    inputs[to_random] = rng.choice(normal, size=int(to_random.sum()))
+    return inputs, labels                                # the other chosen 10%: left unchanged
+
+
+__all__ += ["mask_tokens"]
+
+
 # ---- sequence padding, Keras semantics (the RNNs) --------------------------------------------
 def pad_sequences(seqs, maxlen=None, padding="pre", truncating="pre", value=0, dtype="int64"):
     r"""Make sequences of different lengths into one (N, maxlen) array, as Keras's
