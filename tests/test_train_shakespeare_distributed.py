@@ -1,6 +1,6 @@
 """examples/train_shakespeare.py with --grad-accum and under ``mpiexec -n 2``: the same losses as
-one process with the whole batch, rank 0 alone writes, --resume across rank counts, and bad
-worlds (more ranks than rows, ranks that disagree) give clear errors.
+one process with the whole batch, rank 0 alone writes, --resume across rank counts, bad worlds
+(more ranks than rows, ranks that disagree) give clear errors, and a killed rank ends the job.
 
 The mpiexec tests skip without mpi4py or mpiexec; every launch has a time limit.
 """
@@ -8,8 +8,10 @@ The mpiexec tests skip without mpi4py or mpiexec; every launch has a time limit.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,43 @@ def test_ranks_that_disagree_are_a_clear_error(tmp_path):
     assert "rank 1 has options.lr = 0.02 where rank 0 has 0.01" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def _ranks_of(out):
+    """The pids of the Python processes training into ``out`` (not mpiexec itself)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and Path(argv[0].decode()).name.startswith("python") and \
+                str(out).encode() in argv:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+@needs_mpi
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_rank_ends_the_job(tmp_path):
+    out = tmp_path / "out"
+    args = ["--out-dir", str(out), *TINY, "--max-iters", "100000", "--eval-interval", "100000"]
+    argv = [MPIEXEC, "-n", "2", sys.executable, str(SCRIPT), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "train_state.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)                                    # rank 0 evaluated iteration 0
+        pids = _ranks_of(out)
+        assert len(pids) == 2, pids
+        os.kill(max(pids), signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)          # ends: no hang
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    said = stdout + stderr                             # mpiexec's report, or rank 0's abort
+    assert "BAD TERMINATION" in said or "Abort" in said, said
