@@ -154,7 +154,6 @@ def test_sentence_embeddings_match_the_sentence_transformers_pipeline(minilm, hf
 def test_sentence_encoder_from_pretrained_reads_the_folder(minilm, hf_minilm):
     folder, _ = minilm
     torch, _, theirs, tokenizer = hf_minilm
-    pytest.importorskip("tinygrad_llm.tokenizer.wordpiece")
     encoder = SentenceEncoder.from_pretrained(folder)
     assert encoder.max_seq_length == 256 and encoder.normalize
     sentences = SENTENCES[:3] + [LONG]                                     # LONG is cut at 256

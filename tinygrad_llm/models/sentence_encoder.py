@@ -27,6 +27,7 @@ import numpy as np
 
 from tinygrad_llm.models.bert import BertModel
 from tinygrad_llm.tensor import Tensor, no_grad
+from tinygrad_llm.tokenizer.wordpiece import BertTokenizer
 
 __all__ = ["SentenceEncoder", "mean_pooling", "l2_normalize"]
 
@@ -52,10 +53,11 @@ class SentenceEncoder:
     r"""A BERT, its tokenizer, mean pooling and L2 normalisation: sentences -> unit vectors.
 
     ``SentenceEncoder(model, tokenizer, max_seq_length=None, normalize=True)``: ``model`` a
-    BertModel, ``tokenizer`` callable as Hugging Face's (``tokenizer(texts, padding=True,
-    truncation=True, max_length=..., return_tensors="np")`` -> dict of (B, T) int arrays
-    ``input_ids``, ``attention_mask``, ``token_type_ids``), ``max_seq_length`` the truncation
-    length (default: the model's max_position_embeddings).
+    BertModel; ``tokenizer`` a BertTokenizer (tinygrad_llm.tokenizer), or anything called as
+    Hugging Face's: ``tokenizer(texts, padding=True, truncation=True, max_length=...,
+    return_tensors="np")`` -> dict of (B, T) int arrays ``input_ids``, ``attention_mask``,
+    ``token_type_ids``; ``max_seq_length`` the truncation length (default: the model's
+    max_position_embeddings).
     """
 
     def __init__(self, model, tokenizer, max_seq_length=None, normalize=True):
@@ -74,8 +76,6 @@ class SentenceEncoder:
         folder = Path(path)
         if not folder.is_dir():
             raise FileNotFoundError(f"SentenceEncoder.from_pretrained: no folder {folder}")
-        from tinygrad_llm.tokenizer.wordpiece import BertTokenizer
-
         model = BertModel.from_pretrained(folder, dtype=dtype, device=device)
         tokenizer = BertTokenizer.from_pretrained(folder)
         st_config = _read_json(folder / "sentence_bert_config.json", {})
