@@ -166,6 +166,16 @@ def test_sentence_encoder_from_pretrained_reads_the_folder(minilm, hf_minilm):
     np.testing.assert_allclose(one, got[0], atol=1e-6)
 
 
+def test_minilm_embeddings_rank_by_meaning_without_torch(minilm):
+    """The real weights with our tokenizer alone: a paraphrase is nearer than a stranger."""
+    folder, _ = minilm
+    encoder = SentenceEncoder.from_pretrained(folder)
+    e = encoder.encode(["A gorgeous, moving film.", "A beautiful and touching movie.",
+                        "The train to London leaves at noon."])
+    assert e @ e[0] == pytest.approx([1, e[1] @ e[0], e[2] @ e[0]], abs=1e-6)
+    assert e[1] @ e[0] > 0.6 > 0.2 > e[2] @ e[0]
+
+
 def test_save_pretrained_of_minilm_loads_in_transformers(minilm, hf_minilm, tmp_path):
     _, ours = minilm
     torch, transformers, _, tokenizer = hf_minilm
