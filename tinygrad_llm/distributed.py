@@ -430,7 +430,8 @@ class DistributedDataParallel:
     every rank keeps ``p.grad = None``, as in one process. A row-sparse gradient
     (``Embedding(sparse=True)``) is summed into the dense buffer: correct, but it sends the
     whole table. Calling the wrapper calls the model. With one rank, ``sync_gradients`` does
-    nothing.
+    nothing. Build it after the model is on its device and dtype and after the optimizer (so it
+    can share the optimizer's buffer); the gradients stay exact either way.
     """
 
     def __init__(self, model, optimizer=None):
