@@ -94,8 +94,9 @@ def parse_args(argv=None):
         p.add_argument(f"--{name}", type=kind, default=None,
                        help=f"default {default if default is not None else '--max-iters'}")
     p.add_argument("--beam", type=int, default=5, help="beam width for beam search (default 5)")
-    p.add_argument("--length-penalty", type=float, default=0.6,
-                   help="alpha of the length penalty ((5 + len) / 6)^alpha (default 0.6)")
+    p.add_argument("--length-penalty", type=float, default=1.0,
+                   help="alpha of the length penalty ((5 + len) / 6)^alpha (default 1.0, "
+                        "chosen on the validation split)")
     p.add_argument("--no-cache", action="store_true",
                    help="decode without the KV cache (re-reading every row at every step)")
     p.add_argument("--test-limit", type=int, default=None,
@@ -416,7 +417,7 @@ def decoder_step(model):
 
 
 @no_grad()
-def translate_ids(model, vocab, sources, beam=1, length_penalty=0.6, batch_size=64,
+def translate_ids(model, vocab, sources, beam=1, length_penalty=1.0, batch_size=64,
                   use_cache=True):
     r"""Translations (lists of target ids, without <bos>/<eos>) of the source id lists:
     greedy when beam == 1, else beam search, both from tinygrad_llm.decoding."""
