@@ -25,7 +25,7 @@ LAYERS = [
     ("autograd",),                              # Function, the graph, backward
     ("ops",),                                   # one Function per primitive or fused op
     ("tensor",),                                # Tensor and its operators
-    ("nn", "reference", "testing", "profiler", "data", "decoding", "sampling"),
+    ("nn", "reference", "testing", "profiler", "data", "decoding", "sampling", "viz"),
     ("optim",),
     ("models", "metrics", "distributed"),   # distributed: data parallelism (MPI, NCCL)
 ]
