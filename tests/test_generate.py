@@ -262,3 +262,21 @@ def test_padded_forward_gradcheck_every_parameter():
     model = GPT(GPTConfig(vocab_size=23, block_size=5, n_layer=1, n_head=2, n_embd=4))
     ids, mask = _padded(np.random.default_rng(13), [5, 3], pad=6)
     module_gradcheck(model, lambda: model(ids, attention_mask=mask)[0][mask == 1], [], seed=2)
+
+
+def test_masked_attention_is_the_reference_without_padding_and_zero_on_dead_rows():
+    from tinygrad_llm import Tensor, reference
+    from tinygrad_llm.nn.attention import masked_attention
+    rng = np.random.default_rng(14)
+    q = Tensor(rng.standard_normal((2, 3, 4, 5)))                          # (B, nh, L, hs)
+    k, v = (Tensor(rng.standard_normal((2, 3, 6, 5))) for _ in range(2))   # (B, nh, S, hs)
+    np.testing.assert_allclose(masked_attention(q, k, v).numpy(),
+                               reference.attention(q, k, v, causal=True).numpy(),
+                               rtol=0, atol=1e-14)
+    mask = np.array([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]], dtype=bool)
+    y = masked_attention(q, k, v, mask).numpy()
+    assert np.isfinite(y).all() and (y[0, :, 0] == 0).all()   # query 0 of row 0 sees no key
+    np.testing.assert_allclose(y[1], reference.attention(q, k, v, causal=True).numpy()[1],
+                               rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"attention_mask must be \(B, S\)"):
+        masked_attention(q, k, v, mask[:, :5])
