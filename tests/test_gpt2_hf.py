@@ -121,6 +121,13 @@ def test_bad_directories_name_the_file_and_the_tensor(tmp_path):
         with pytest.raises(CheckpointError, match=message) as e:
             GPT.from_pretrained(tmp_path)
         assert "config.json" in str(e.value)
+    config_file.write_text(json.dumps({"model_type": "gpt2", "n_layer": "two"}))
+    with pytest.raises(CheckpointError, match="n_layer is not an integer"):
+        GPT.from_pretrained(tmp_path)
+    config_file.write_text(json.dumps({"model_type": "gpt2"}))  # GPT-2 small's sizes, as HF
+    with pytest.raises(CheckpointError, match=r"'wte.weight' has shape \(37, 16\), expected "
+                                              r"\(50257, 768\)"):
+        GPT.from_pretrained(tmp_path)
     config_file.write_text(json.dumps(good))
 
     blob = (tmp_path / "model.safetensors").read_bytes()

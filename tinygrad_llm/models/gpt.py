@@ -553,11 +553,14 @@ def _config_from_hf(hf, file):
     if hf.get("model_type") != "gpt2":
         fail(f"model_type is {hf.get('model_type')!r}, not 'gpt2' (only GPT-2 checkpoints load)")
     sizes = {}
-    for ours, theirs in (("vocab_size", "vocab_size"), ("block_size", "n_positions"),
-                         ("n_layer", "n_layer"), ("n_head", "n_head"), ("n_embd", "n_embd")):
-        if not isinstance(hf.get(theirs), int):
-            fail(f"{theirs} is missing or not an integer ({hf.get(theirs)!r})")
-        sizes[ours] = hf[theirs]
+    for ours, theirs, default in (("vocab_size", "vocab_size", 50257),
+                                  ("block_size", "n_positions", 1024),
+                                  ("n_layer", "n_layer", 12), ("n_head", "n_head", 12),
+                                  ("n_embd", "n_embd", 768)):
+        value = hf.get(theirs, default)     # a missing key means GPT-2's default, as in HF
+        if not isinstance(value, int):
+            fail(f"{theirs} is not an integer ({value!r})")
+        sizes[ours] = value
     if hf.get("n_inner") not in (None, 4 * sizes["n_embd"]):
         fail(f"n_inner={hf['n_inner']}; this GPT's MLP is 4 * n_embd = {4 * sizes['n_embd']}")
     activation = hf.get("activation_function", "gelu_new")
@@ -567,7 +570,7 @@ def _config_from_hf(hf, file):
                       ("add_cross_attention", False), ("tie_word_embeddings", True)):
         if hf.get(key, want) != want:
             fail(f"{key}={hf[key]} is not supported (this GPT needs {key}={want})")
-    config = dict(sizes, dropout=float(hf.get("resid_pdrop", 0.0)),
+    config = dict(sizes, dropout=float(hf.get("resid_pdrop", 0.1)),
                   activation=_HF_ACTIVATION[activation],
                   layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)))
     ours = hf.get("tinygrad_llm")
