@@ -18,5 +18,7 @@ setup(
         "dist": ["mpi4py", "mpich"],   # data parallelism: MPI and its mpiexec (docs/distributed.md)
         # tests/test_nvrtc.py also wants nvidia-cuda-nvrtc-cu12 (90 MB; .ci/run installs it)
         "dev": ["pytest", "hypothesis", "ruff"],
+        # the documentation site (mkdocs.yml): `mkdocs serve`, `mkdocs build --strict`
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
 )
