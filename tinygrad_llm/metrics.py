@@ -253,8 +253,8 @@ def _ngrams(tokens, n):
 def lcs_length(a, b):
     r"""The length of the longest common subsequence of the sequences ``a`` and ``b``.
 
-    The dynamic programme L[i][j] = L[i-1][j-1] + 1 if a[i-1] == b[j-1] else
-    max(L[i-1][j], L[i][j-1]), kept one row at a time: O(len(a) len(b)) time, O(len(b)) memory.
+    The dynamic programme ``L[i][j] = L[i-1][j-1] + 1 if a[i-1] == b[j-1] else
+    max(L[i-1][j], L[i][j-1])``, kept one row at a time: O(len(a) len(b)) time, O(len(b)) memory.
     """
     previous = [0] * (len(b) + 1)
     for x in a:

@@ -315,6 +315,8 @@ def adam_update_(p, g, m, v, scratch=None, *, lr, beta1, beta2, eps, weight_deca
     order of the code below. kernels/adamw.cu (compiled without fused multiply-add) follows the
     same order, so that a float32 step gives the same bits on the NumPy, CuPy and kernel paths.
 
+    Reference: tinygrad_llm.reference.adam_update
+
     Parameters
     ----------
     p, g, m, v : arrays of one shape and dtype on one device: a parameter, its gradient and its
@@ -322,8 +324,6 @@ def adam_update_(p, g, m, v, scratch=None, *, lr, beta1, beta2, eps, weight_deca
     scratch : array like p, or None
         Room for the temporaries (so a step allocates nothing); None allocates one.
     lr, beta1, beta2, eps, weight_decay : Python floats; ``step`` the step count, from 1.
-
-    Reference: tinygrad_llm.reference.adam_update
     """
     # kernels/adamw.cu in one pass: float32 CuPy arrays in C order (a flat buffer's slices are)
     if cuda.cuda_kernels_for(p, g, m, v) and all(a.flags.c_contiguous for a in (p, g, m, v)):

@@ -6,11 +6,11 @@ continuing-subword prefix "##" and keeps the resulting vocabulary:
 1. **Words.** Each text goes through the basic tokenizer of ``BertTokenizer`` (special tokens cut
    out, then clean, lower-case, strip accents, split on spaces and punctuation), so the trainer
    sees the words that encoding will see. Each distinct word is kept once with its count. Words
-   over 100 characters are left out: encoding turns them into [UNK] anyway.
+   over 100 characters are left out: encoding turns them into ``[UNK]`` anyway.
 2. **Alphabet.** Every character of the words, in both forms: "c" (beginning a word) and "##c"
-   (inside one). A word starts spelled as [c0, ##c1, ##c2, ...]. With both forms of every
+   (inside one). A word starts spelled as ``[c0, ##c1, ##c2, ...]``. With both forms of every
    character in the vocabulary, any word made of characters seen in training encodes without
-   [UNK].
+   ``[UNK]``.
 3. **Merges.** Count every adjacent pair of pieces over all words (a word's pairs count as often
    as the word occurs). Take the most frequent pair (a, b); on a tie, the smallest by string order,
    so training is deterministic. The new piece is a followed by b without its "##":
@@ -18,7 +18,7 @@ continuing-subword prefix "##" and keeps the resulting vocabulary:
    to right, and repeat until the vocabulary has ``vocab_size`` tokens or no pair occurs
    ``min_frequency`` times.
 
-The vocabulary is [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0..4), the alphabet (sorted), then the
+The vocabulary is ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (ids 0..4), the alphabet (sorted), then the
 pieces in the order they were made. Only the vocabulary is kept: WordPiece encoding is greedy
 longest-match and never replays the merges (unlike BPE).
 
