@@ -35,9 +35,12 @@ Output in --out-dir: ``model.safetensors`` and ``config.json`` (the weights with
 the config, so the directory is also a Hugging Face GPT-2 directory: ``GPT.from_pretrained`` and
 transformers' ``GPT2LMHeadModel.from_pretrained`` load it), ``train_state.npz`` (AdamW state,
 options, tokenizer, iteration, random state, and the weights file's SHA-256), ``log.jsonl`` (one
-line per evaluation), ``loss.png`` (with matplotlib), ``tokenizer.json``. Every file is written
-atomically, nothing is pickled; the state file is written last, and --resume refuses weights
-that are not the ones it was saved with. Ctrl-C saves a checkpoint, then exits.
+line per evaluation; with ``--log-health N`` also a line of training health every N iterations:
+per-layer gradient norms, update-to-weight ratios, the global norm before clipping and whether it
+clipped, the share of GELU inputs in its tails, from ``tinygrad_llm.health``; draw them with
+``examples/plot_log.py OUT``), ``loss.png`` (with matplotlib), ``tokenizer.json``. Every file
+is written atomically, nothing is pickled; the state file is written last, and --resume refuses
+weights that are not the ones it was saved with. Ctrl-C saves a checkpoint, then exits.
 
 On cuda, matmuls run in TF32 (as nanoGPT's ``allow_tf32``; ``--no-tf32`` for full float32), the
 fused CUDA kernels are on (``--no-cuda-kernels`` for plain CuPy), the step reads nothing back
@@ -46,6 +49,7 @@ figures (``pool_used_bytes``, ``pool_total_bytes``).
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import signal
@@ -60,6 +64,7 @@ import tinygrad_llm
 from tinygrad_llm import allocator, backend, checkpoint, distributed, no_grad
 from tinygrad_llm.checkpoint import CheckpointError, save_npz
 from tinygrad_llm.data import get_batch, tiny_shakespeare
+from tinygrad_llm.health import HealthMonitor
 from tinygrad_llm.kernels import cuda
 from tinygrad_llm.models.gpt import GPT, GPTConfig
 from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr
@@ -116,6 +121,9 @@ def parse_args(argv=None):
                    help="micro-batches per step (the batch size stays the global batch)")
     p.add_argument("--dist-timeout", type=float, default=None,
                    help="under mpiexec: seconds a rank may wait for the others (default 300)")
+    p.add_argument("--log-health", type=int, default=0, metavar="N",
+                   help="every N iterations, log gradient norms, update ratios, clipping and "
+                        "GELU tails to log.jsonl (0: never)")
     p.add_argument("--sample-chars", type=int, default=500,
                    help="tokens to sample at the end (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar (plain log lines)")
@@ -325,6 +333,7 @@ def plot_losses(log_path, png_path):
     except ImportError:
         return False
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line]
+    rows = [r for r in rows if "train_loss" in r]      # the evaluations, not the health lines
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -396,6 +405,8 @@ def setup(args):
             cuda.use_cuda_kernels(False)
     explicit = given(args)
     check_options(explicit)
+    if args.log_health < 0:
+        raise UsageError(f"--log-health must be >= 0 (0: never), got {args.log_health}")
     out_dir = Path(args.out_dir)
     meta = arrays = None
     if args.resume:
@@ -480,6 +491,7 @@ def setup(args):
     info = {"path": data_path, "chars": len(text), "sha256": text_digest(text)}
     return dict(device=device, opts=opts, tok=tok, model=model, opt=opt, batch_rng=batch_rng,
                 ddp=ddp, grad_accum=args.grad_accum, state=state, out_dir=out_dir, data=info,
+                log_health=args.log_health,
                 splits={"train": train_ids, "val": val_ids},
                 tokenizer_kind="char" if isinstance(tok, CharTokenizer) else "bpe")
 
@@ -552,6 +564,9 @@ def train(run, progress_enabled=True):
     progress = Progress(start, max_iters, progress_enabled and main, silent=not main)
     window_start, window_iters = time.perf_counter(), 0
     t_loss, it = None, start
+    every = run.get("log_health", 0)             # rank 0 measures, on the averaged gradients
+    monitor = (HealthMonitor(model.named_parameters(), opts["grad_clip"] or None)
+               if every and main else None)
     try:
         for it in range(start, max_iters + 1):
             if distributed.any_rank(stop["flag"]):  # the ranks stop together, at one iteration
@@ -595,18 +610,26 @@ def train(run, progress_enabled=True):
                              run["batch_rng"], device)
             opt.zero_grad()
             losses = []
+            health = monitor is not None and it % every == 0
             for xk, yk, w in micro_batches(x, y, run["grad_accum"]):
-                _, loss = model(xk, yk)                 # forward: logits and mean loss
+                with monitor.watch() if health else contextlib.nullcontext():  # GELU inputs
+                    _, loss = model(xk, yk)             # forward: logits and mean loss
                 (loss * w if w != 1 else loss).backward()   # backward: .grad accumulates
                 losses.append((loss, w))
             run["ddp"].sync_gradients()                 # average over the ranks (alone: nothing)
+            if health:
+                monitor.gradients()                     # norms before clipping, weights before
             if opts["grad_clip"] > 0:                   # the global batch's gradient norm
                 clip_grad_norm_(model.parameters(), opts["grad_clip"])
             opt.step()                                  # AdamW update
             window_iters += 1
-            if it % 10 == 0 or it == max_iters - 1:     # .item() syncs a GPU: not every step
+            if it % 10 == 0 or it == max_iters - 1 or (every and it % every == 0):  # a GPU syncs
                 t_loss = sum(w * loss.item() for loss, w in losses)   # the global batch's loss
                 t_loss = float(distributed.all_reduce(np.array([t_loss]), "mean")[0])
+            if health:
+                row = {"iter": it, "lr": lr, "loss": round(t_loss, 6), "health": monitor.report()}
+                with open(log_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
             ms = 1000 * (time.perf_counter() - window_start) / window_iters
             progress.update(it + 1, t_loss, ms)
     finally:

@@ -25,7 +25,8 @@ LAYERS = [
     ("autograd",),                              # Function, the graph, backward
     ("ops",),                                   # one Function per primitive or fused op
     ("tensor",),                                # Tensor and its operators
-    ("nn", "reference", "testing", "profiler", "data", "decoding", "sampling", "viz"),
+    ("nn", "reference", "testing", "profiler", "data", "decoding", "sampling", "viz",
+     "health"),
     ("optim",),
     ("models", "metrics", "distributed"),   # distributed: data parallelism (MPI, NCCL)
 ]
