@@ -280,3 +280,21 @@ def test_masked_attention_is_the_reference_without_padding_and_zero_on_dead_rows
                                rtol=0, atol=1e-14)
     with pytest.raises(ValueError, match=r"attention_mask must be \(B, S\)"):
         masked_attention(q, k, v, mask[:, :5])
+
+
+@pytest.mark.parametrize("kwargs", [dict(temperature=0), dict(num_beams=2, eos_token_id=5)])
+def test_cached_generation_on_each_device_reads_back_only_the_logits(device, kwargs):
+    r"""On "cuda" (the strict CuPy stand-in) a float32 model makes no float64 array on the
+    device and reads back one (rows, V) logits array per step, nothing else; both devices
+    decode the same tokens."""
+    import fake_cupy
+    ids, mask = _padded(np.random.default_rng(15), [5, 3])
+    expected = _model(np.float32).generate(ids, 6, attention_mask=mask, **kwargs)
+    model = _model(np.float32).to(device)
+    if device == "cuda":
+        fake_cupy.forbid_float64()
+    with fake_cupy.counting() as counts:
+        out, logits = model.generate(ids, 6, attention_mask=mask, output_logits=True, **kwargs)
+    np.testing.assert_array_equal(out, expected)
+    if device == "cuda":
+        assert counts["sync"] == len(logits)                    # one read-back per step

@@ -130,25 +130,27 @@ def masked_attention(q, k, v, attention_mask=None, dropout_p=0.0):
     gets zero weights, so y = 0 there: finite, and never read by a real position (its key is
     masked for every real query). reference.attention is the same without the padding mask.
     """
-    xp = backend.get_xp(q.data)
     l_new, s_len, hs = q.shape[2], k.shape[2], q.shape[3]
-    allowed = ~xp.triu(xp.ones((l_new, s_len), dtype=bool), k=s_len - l_new + 1)  # (L, S)
+    # The mask is built on the host (the caller's mask is a host array; a small (L, S) or
+    # (B, 1, L, S) bool), so deciding which case applies reads nothing back from a GPU.
+    allowed = ~np.triu(np.ones((l_new, s_len), dtype=bool), k=s_len - l_new + 1)  # (L, S)
     if attention_mask is not None:
         keys = attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask
-        keys = backend.to_device(np.asarray(backend.to_numpy(keys), dtype=bool),
-                                 backend.device_of(q.data))                 # (B, S)
+        keys = np.asarray(backend.to_numpy(keys), dtype=bool)               # (B, S)
         if keys.shape != (q.shape[0], s_len):
             raise ValueError(f"masked_attention: attention_mask must be (B, S) = "
                              f"{(q.shape[0], s_len)}, got {keys.shape}")
         allowed = allowed[None, None] & keys[:, None, None, :]              # (B, 1, L, S)
     scores = (q @ k.swapaxes(-1, -2)) * (1 / math.sqrt(hs))                 # (B, nh, L, S)
-    if bool(allowed.all()):
+    if allowed.all():
         p = F.softmax(scores, axis=-1)                                      # (B, nh, L, S)
     else:
+        device = backend.device_of(q.data)
         dead = ~allowed.any(axis=-1, keepdims=True)                         # (.., L, 1) no key
-        scores = where(allowed | dead, scores, -math.inf)                   # dead rows: finite
+        scores = where(backend.to_device(allowed | dead, device), scores,
+                       -math.inf)                                           # dead rows: finite
         p = F.softmax(scores, axis=-1)                                      # (B, nh, L, S)
-        if bool(dead.any()):
-            p = where(dead, 0.0, p)                                         # zero weights
+        if dead.any():
+            p = where(backend.to_device(dead, device), 0.0, p)              # zero weights
     p = F.dropout(p, dropout_p, dropout_p > 0)                              # (B, nh, L, S)
     return p @ v                                                            # (B, nh, L, hs)
