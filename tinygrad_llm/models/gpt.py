@@ -338,8 +338,9 @@ class GPT(Module):
         positions count real tokens only. Each row's last prompt token must be real.
 
         ``use_cache=True`` keeps every layer's keys and values (a KVCache, B x L x 2 x T x C
-        numbers) so that each step feeds only the newest token: the same logits as recomputing
-        the whole context (use_cache=False), in O(T) instead of O(T^2) per step. The context
+        numbers) so that each step runs only the newest token through the model (attending to
+        the T cached keys) instead of all T positions: the same logits as recomputing the
+        whole context (use_cache=False). The context
         is at most block_size tokens: a longer prompt is cropped to its last block_size tokens
         (the output keeps the whole prompt), and once prompt plus generated tokens pass
         block_size the window slides, every position shifts, and cached keys (computed at
