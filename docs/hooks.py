@@ -7,8 +7,9 @@ repository opens the file (and ignores the anchor). On the site, each such link 
 - a module documented in docs/api/ goes to its API-reference entry, the symbol's anchor
   (``api/ops.md#tinygrad_llm.ops.nn.CrossEntropy``), where the docstring's equations and the
   source that computes them are shown;
-- any other file (a test, an example, a benchmark) gets a generated page under source/ that
-  shows it with line numbers;
+- any other file (a test, an example, a benchmark), and a private symbol (``_accumulate``),
+  which the API reference leaves out, get a generated page under source/ that shows the file
+  with line numbers, the link pointing at the symbol's line;
 - a folder goes to the API page that documents a module inside it.
 
 tests/test_docs_site.py uses the same functions to check that every link resolves, so the
@@ -58,9 +59,9 @@ def repo_target(page_uri, target):
     return joined, anchor
 
 
-def symbol_defined(source, symbol):
-    """Whether ``Name`` or ``Class.method`` is defined (or assigned) at that place in source."""
-    body = ast.parse(source).body
+def symbol_line(source, symbol):
+    """The line where ``Name`` or ``Class.method`` is defined (or assigned) in source, or None."""
+    body, found = ast.parse(source).body, None
     for part in symbol.split("."):
         found = None
         for node in body:
@@ -72,9 +73,9 @@ def symbol_defined(source, symbol):
                 if any(isinstance(t, ast.Name) and t.id == part for t in targets):
                     found = node
         if found is None:
-            return False
+            return None
         body = getattr(found, "body", [])
-    return True
+    return found.lineno
 
 
 def site_uri(repo_path, anchor, apis):
@@ -85,6 +86,10 @@ def site_uri(repo_path, anchor, apis):
             if module == prefix or module.startswith(prefix + "."):
                 return page
         return None
+    private = any(part.startswith("_") for part in anchor.split(".")) if anchor else False
+    if repo_path.endswith(".py") and private:    # the API reference leaves it out: its line
+        line = symbol_line((ROOT / repo_path).read_text(encoding="utf-8"), anchor)
+        return f"{source_page(repo_path)}#__codelineno-0-{line}"
     if repo_path.endswith(".py") and module_name(repo_path) in apis:
         module = module_name(repo_path)
         return f"{apis[module]}#{module}.{anchor}" if anchor else f"{apis[module]}#{module}"
@@ -153,5 +158,13 @@ def on_page_markdown(markdown, page, config, files):
     return "".join(part if i % 2 else LINK.sub(rewrite, part) for i, part in enumerate(parts))
 
 
-__all__ = ["api_pages", "module_name", "repo_target", "symbol_defined", "site_uri",
-           "source_page", "repository_links", "on_files", "on_page_markdown"]
+def on_page_content(html, page, config, files):
+    """Let MkDocs check links to a source page's line anchors: it collects anchors from the
+    Markdown, but a highlighted block's line anchors reach the page as raw HTML."""
+    if page.file.src_uri.startswith("source/") and page.present_anchor_ids is not None:
+        page.present_anchor_ids.update(re.findall(r'<a id="(__codelineno-[0-9-]+)"', html))
+    return html
+
+
+__all__ = ["api_pages", "module_name", "repo_target", "symbol_line", "site_uri",
+           "source_page", "repository_links", "on_files", "on_page_markdown", "on_page_content"]
