@@ -1,8 +1,9 @@
 """The documentation site in a real browser: math typeset, no console error, every image loaded.
 
-Builds the site with ``mkdocs build --strict`` into a temporary folder, serves it on a free local
-port (http.server in a thread), and opens the study path, the autograd page and the GPT page in
-headless Chromium (Debian's ``chromium``). Chromium is driven through its DevTools protocol over
+Builds the site with ``mkdocs build --strict`` into a temporary folder (or takes the one that
+.ci/run built, named by ``TINYGRAD_LLM_SITE``), serves it on a free local port (http.server in
+a thread), and opens the study path, the autograd page and the GPT page in headless Chromium
+(Debian's ``chromium``). Chromium is driven through its DevTools protocol over
 a pipe (``--remote-debugging-pipe``: JSON messages ending in a NUL byte on file descriptors 3 and
 4), so nothing beyond the standard library is needed. Screenshots are saved under the test's
 temporary folder. Skips when MkDocs or Chromium is absent (.ci/run installs both).
@@ -156,11 +157,15 @@ def site(tmp_path_factory):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    site_dir = tmp_path_factory.mktemp("site")
-    build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                            str(site_dir)], cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
-    assert build.returncode == 0, build.stderr[-3000:]
+    if os.environ.get("TINYGRAD_LLM_SITE"):     # .ci/run has just built it, strict
+        site_dir = Path(os.environ["TINYGRAD_LLM_SITE"])
+        assert (site_dir / "index.html").is_file(), f"no site built in {site_dir}"
+    else:
+        site_dir = tmp_path_factory.mktemp("site")
+        build = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
+                                "--site-dir", str(site_dir)], cwd=ROOT, capture_output=True,
+                               text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+        assert build.returncode == 0, build.stderr[-3000:]
     handler = functools.partial(_QuietHandler, directory=str(site_dir))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
