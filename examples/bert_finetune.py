@@ -18,11 +18,15 @@ beats models trained on those sentences alone (the LSTM and bag-of-words of lstm
 5. Beside it, a linear probe: the frozen encoder's sentence embeddings (SentenceEncoder: mean
    pooling, L2-normalised) and a logistic regression on top. What fine-tuning adds is the gap.
 
-    python examples/bert_finetune.py                    # about 40 min on 2 busy CPU cores
-    python examples/bert_finetune.py --epochs 3 --lr 5e-5
-    python examples/bert_finetune.py --limit 200 --epochs 1 --probe-epochs 5    # a smoke run
+    python examples/bert_finetune.py                    # 39 min on 2 CPU cores shared with
+                                                        # other jobs (load 7-13)
+    python examples/bert_finetune.py --epochs 2 --lr 5e-5
+    python examples/bert_finetune.py --limit 200 --probe-epochs 5    # a smoke run
 
-The last line printed is a JSON object with the figures; docs/performance.md records a run.
+The last line printed is a JSON object with the figures; with the defaults (one epoch) it was
+``{"test_accuracy": 0.8507, "best_val_accuracy": 0.8419, "probe": {"val_accuracy": 0.7955,
+"test_accuracy": 0.776, ...}, ...}``: fine-tuning 0.851 against the LSTM's 0.763, the
+bag-of-words' 0.778 and the frozen-embedding probe's 0.776 (docs/performance.md).
 """
 
 import argparse
