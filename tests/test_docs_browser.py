@@ -2,11 +2,12 @@
 
 Builds the site with ``mkdocs build --strict`` into a temporary folder (or takes the one that
 .ci/run built, named by ``TINYGRAD_LLM_SITE``), serves it on a free local port (http.server in
-a thread), and opens the study path, the autograd page and the GPT page in headless Chromium
-(Debian's ``chromium``). Chromium is driven through its DevTools protocol over
-a pipe (``--remote-debugging-pipe``: JSON messages ending in a NUL byte on file descriptors 3 and
-4), so nothing beyond the standard library is needed. Screenshots are saved under the test's
-temporary folder. Skips when MkDocs or Chromium is absent (.ci/run installs both).
+a thread), and opens the study path, the autograd page, the GPT page and every other page with
+math in headless Chromium (Debian's ``chromium``). Chromium is driven through its DevTools
+protocol over a pipe (``--remote-debugging-pipe``: JSON messages ending in a NUL byte on file
+descriptors 3 and 4), so nothing beyond the standard library is needed. Screenshots are saved
+under the test's temporary folder. Skips when MkDocs or Chromium is absent (.ci/run installs
+both).
 """
 
 import base64
@@ -26,7 +27,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The study path, the autograd page and the GPT page; then every other page with math, so that
+# a TeX error anywhere on the site shows up as KaTeX's console error.
 PAGES = {"index": "", "autograd": "autograd/", "gpt": "gpt/"}
+PAGES.update({page.stem: f"{page.stem}/" for page in sorted((ROOT / "docs").glob("*.md"))
+              if "```math" in page.read_text(encoding="utf-8") and page.stem not in PAGES})
 
 # What the page shows once loaded: KaTeX's output, math left untypeset, images that failed.
 INSPECT = r"""(() => {
@@ -45,6 +50,10 @@ INSPECT = r"""(() => {
       .filter(e => !e.querySelector(".katex")).length,
     katexErrors: document.querySelectorAll(".katex-error").length,
     raw: raw,
+    // a display wider than the text column at 1280 px, which would need a scroll bar
+    wide: [...document.querySelectorAll(".arithmatex")]
+      .filter(e => e.scrollWidth > e.clientWidth + 1)
+      .map(e => (e.querySelector("annotation")?.textContent || "").trim().slice(0, 60)),
     images: document.images.length,
     brokenImages: [...document.images].filter(i => !i.complete || i.naturalWidth === 0)
       .map(i => i.src),
@@ -229,6 +238,7 @@ def test_the_page_typesets_its_math_and_loads_cleanly(site, page, tmp_path):
     assert seen["untypeset"] == 0 and seen["katex"] >= seen["arithmatex"]
     assert seen["katexErrors"] == 0
     assert seen["raw"] == [], "math left as raw TeX"
+    assert seen["wide"] == [], f"formulas wider than the page: {seen['wide']}"
     assert seen["brokenImages"] == []
     assert "tinygrad_llm" in seen["title"]
     for name in ("top", "math", "last-math"):
