@@ -173,3 +173,19 @@ def test_record_attention_gives_the_weights_the_fused_functions_used():
     with viz.record_attention() as none:                       # nothing runs: nothing recorded
         pass
     assert none == []
+
+
+def test_draw_graph_example(tmp_path, capsys):
+    from example_scripts import load_example
+    script = load_example("draw_graph")
+    assert script.main([str(tmp_path / "mlp.dot")]) == 0
+    nodes, _ = parse_dot((tmp_path / "mlp.dot").read_text())
+    assert _functions(nodes) == ["Linear", "GELU", "Linear", "CrossEntropy"]
+    assert any(line.startswith("grad norm") for lines in nodes.values() for line in lines)
+    assert script.main([str(tmp_path / "block.html"), "--gpt-block", "--before"]) == 0
+    page = (tmp_path / "block.html").read_text()
+    assert "QKVAttention" in page and "no grad yet" in page and "grad norm" not in page
+    assert script.main([str(tmp_path / "g.svg")]) == 0
+    assert (tmp_path / "g.svg").read_text().lstrip().startswith("<svg")
+    assert script.main([str(tmp_path / "g.png")]) == 2
+    assert "must end in .dot, .svg or .html" in capsys.readouterr().err
