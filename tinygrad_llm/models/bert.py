@@ -368,6 +368,10 @@ class BertPreTrainedModel(Module):
     # Where the encoder sits in this model's names ("" for BertModel, "bert." in the heads).
     _base = ""
 
+    def _bert(self):
+        """The BertModel inside (the model itself for BertModel)."""
+        raise NotImplementedError
+
     def _init_weights(self):
         std = self.config.initializer_range
         for name, p in self.named_parameters():
