@@ -56,6 +56,7 @@ from tinygrad_llm.nn.module import Module
 from tinygrad_llm.nn.transformer import PositionalEncoding, Transformer
 from tinygrad_llm.optim import AdamW, clip_grad_norm_, set_lr, warmup_cosine_lr
 from tinygrad_llm.tensor import Tensor
+from tinygrad_llm.viz import record_attention
 
 CHECKPOINT = "ckpt.npz"
 FORMAT = "tinygrad_llm.translate.checkpoint"
@@ -449,24 +450,23 @@ def cross_attention(model, src_ids, tgt_ids):
     r"""The last decoder layer's cross-attention weights (L, S), averaged over the heads, for
     one source (S ids) and the decoder input <bos> + translation (L ids).
 
-    This re-runs the decoder layer by layer; in the last layer (post-norm) it recomputes
-    x = norm1(x + SA(x)) and asks the cross-attention for its weights softmax(q k^T / sqrt(hs)).
+    The decoder runs once as it does when translating, inside ``viz.record_attention``, which
+    keeps the weights softmax(q k^T / sqrt(hs)) that each fused attention call saves: a
+    decoder layer records its self-attention, then its cross-attention, so the last record is
+    the last layer's cross-attention (1, nh, L, S).
     """
     model.eval()
     src = np.array([src_ids], dtype=np.int64)                              # (1, S)
     tgt = np.array([tgt_ids], dtype=np.int64)                              # (1, L)
     memory = model.encode(src)                                             # (1, S, E)
-    causal = Transformer.generate_square_subsequent_mask(tgt.shape[1])     # (L, L)
-    x = model.embed_tgt(Tensor(tgt))                                       # (1, L, E)
-    layers = model.transformer.decoder.layers
-    for layer in layers[:-1]:
-        x = layer(x, memory, tgt_mask=causal, tgt_is_causal=True)          # (1, L, E)
-    last = layers[-1]
-    sa = last.self_attn(x, x, x, attn_mask=causal, need_weights=False, is_causal=True)[0]
-    x = last.norm1(x + sa)                                                 # (1, L, E)
-    _, weights = last.multihead_attn(x, memory, memory, need_weights=True)  # (1, L, S)
+    with record_attention() as maps:
+        model.decode(tgt, memory)                                          # (1, L, V)
     model.train()
-    return np.asarray(weights.data)[0]                                     # (L, S)
+    weights = maps[-1]                                                     # (1, nh, L, S)
+    if weights.shape[-2:] != (tgt.shape[1], src.shape[1]):
+        raise RuntimeError(f"cross_attention: the last attention recorded has shape "
+                           f"{weights.shape}, not the cross-attention's (1, nh, L, S)")
+    return weights[0].mean(axis=0)                                         # (L, S)
 
 
 def require_matplotlib():

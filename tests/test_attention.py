@@ -36,6 +36,15 @@ def test_attention_gradcheck_fewer_queries_than_keys():
               seed=1)
 
 
+def test_attention_more_queries_than_keys_without_the_causal_mask():
+    rng = np.random.default_rng(12)             # cross-attention: L target rows over S < L keys
+    q, k, v = _t(rng, (2, 2, 5, 3)), _t(rng, (2, 2, 3, 3)), _t(rng, (2, 2, 3, 3))
+    gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, causal=False), [q, k, v],
+              seed=13)
+    y = scaled_dot_product_attention(q, k, v, causal=False)
+    assert np.allclose(y.numpy(), reference.attention(q, k, v, causal=False).numpy())
+
+
 @given(b=st.integers(1, 2), nh=st.integers(1, 3), t=st.integers(1, 5), hs=st.integers(1, 3))
 def test_qkv_attention_gradcheck(b, nh, t, hs):
     rng = np.random.default_rng(b * 100 + nh * 10 + t + hs)

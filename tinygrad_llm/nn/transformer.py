@@ -199,7 +199,7 @@ class MultiheadAttention(Module):
         p_drop = self.dropout if self.training else 0.0
         mask = self._mask(attn_mask, key_padding_mask, n, tq, s_len, q.data)
         fused_causal = is_causal and key_padding_mask is None and tq == s_len
-        if not need_weights and (mask is None or fused_causal) and tq <= s_len:
+        if not need_weights and (mask is None or fused_causal):
             y = _attention.scaled_dot_product_attention(q, k, v, causal=mask is not None,
                                                         dropout_p=p_drop)  # (N, nh, L, hs)
             weights = None
