@@ -7,9 +7,10 @@ repository opens the file (and ignores the anchor). On the site, each such link 
 - a module documented in docs/api/ goes to its API-reference entry, the symbol's anchor
   (``api/ops.md#tinygrad_llm.ops.nn.CrossEntropy``), where the docstring's equations and the
   source that computes them are shown;
-- any other file (a test, an example, a benchmark), and a private symbol (``_accumulate``),
-  which the API reference leaves out, get a generated page under source/ that shows the file
-  with line numbers, the link pointing at the symbol's line;
+- any other file (a test, an example, a benchmark), and a symbol the API reference leaves out
+  (a private one, ``_accumulate``, or one in a module without an API page), get a generated
+  page under source/ that shows the file with line numbers, the link pointing at the symbol's
+  line;
 - a folder goes to the API page that documents a module inside it.
 
 tests/test_docs_site.py uses the same functions to check that every link resolves, so the
@@ -86,12 +87,12 @@ def site_uri(repo_path, anchor, apis):
             if module == prefix or module.startswith(prefix + "."):
                 return page
         return None
+    module = module_name(repo_path) if repo_path.endswith(".py") else None
     private = any(part.startswith("_") for part in anchor.split(".")) if anchor else False
-    if repo_path.endswith(".py") and private:    # the API reference leaves it out: its line
+    if module and anchor and (private or module not in apis):   # not in the API: its line
         line = symbol_line((ROOT / repo_path).read_text(encoding="utf-8"), anchor)
         return f"{source_page(repo_path)}#__codelineno-0-{line}"
-    if repo_path.endswith(".py") and module_name(repo_path) in apis:
-        module = module_name(repo_path)
+    if module in apis:
         return f"{apis[module]}#{module}.{anchor}" if anchor else f"{apis[module]}#{module}"
     return source_page(repo_path)
 

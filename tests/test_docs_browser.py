@@ -217,6 +217,8 @@ def _open(browser, url, screenshots):
     shots = [("top", "window.scrollTo(0, 0)"),
              ("math", "document.querySelector('.katex-display')" + center),
              ("last-math", "[...document.querySelectorAll('.katex-display')].pop()" + center)]
+    if seen.get("images"):
+        shots.append(("image", "document.querySelector('article img')" + center))
     for name, scroll in shots:
         browser.send("Runtime.evaluate", {"expression": scroll}, session=session)
         time.sleep(0.2)

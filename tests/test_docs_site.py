@@ -148,6 +148,9 @@ def test_the_hook_sends_each_kind_of_link_to_its_place():
     assert hooks.site_uri("tinygrad_llm/autograd.py", "_add_pending", apis) == \
         f"source/tinygrad_llm/autograd.py.md#__codelineno-0-{line}"
     assert hooks.site_uri("tests/test_autograd.py", "", apis) == "source/tests/test_autograd.py.md"
+    line = hooks.symbol_line((ROOT / "tests/test_autograd.py").read_text(), "test_diamond_graph")
+    assert hooks.site_uri("tests/test_autograd.py", "test_diamond_graph", apis) == \
+        f"source/tests/test_autograd.py.md#__codelineno-0-{line}"
     assert hooks.site_uri("tinygrad_llm/ops", "", apis) == "api/ops.md"
     assert hooks.repo_target("api/ops.md", "../../tinygrad_llm/ops/nn.py#GELU") == \
         ("tinygrad_llm/ops/nn.py", "GELU")
