@@ -159,3 +159,14 @@ def test_the_hook_sends_each_kind_of_link_to_its_place():
     assert hooks.symbol_line("class A:\n    def f(self):\n        pass\n", "A.f") == 2
     assert hooks.symbol_line("class A:\n    pass\n", "A.g") is None
     assert ast.parse((DOCS / "hooks.py").read_text())           # the hook file itself parses
+
+
+def test_the_readme_points_to_the_site_and_says_how_to_build_and_serve_it():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](docs/index.md)" in readme
+    assert 'pip install -e ".[docs]"' in readme and "mkdocs serve" in readme
+    assert "mkdocs build --strict" in readme
+    setup = (ROOT / "setup.py").read_text(encoding="utf-8")
+    extra = re.search(r'"docs": \[([^\]]*\][^\]]*)\]', setup).group(1)   # mkdocstrings[python]
+    for package in ('"mkdocs', '"mkdocs-material', '"mkdocstrings[python]'):
+        assert package in extra
