@@ -20,6 +20,7 @@ Needs matplotlib (pip install -e ".[plot]").
 """
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -158,8 +159,12 @@ def plot(evals, health, png, title):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(png, dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
+    from PIL import Image  # matplotlib's own dependency
+    # a 256-colour palette: a third of the bytes of full colour, the same picture
+    Image.open(buffer).convert("RGB").quantize(colors=256).save(png, optimize=True)
 
 
 def main(argv=None):
