@@ -2,7 +2,11 @@
 NumPy), train_shakespeare.py --log-health, and examples/plot_log.py."""
 
 import json
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ from tinygrad_llm.health import HealthMonitor, layer_of
 from tinygrad_llm.optim import SGD, clip_grad_norm_
 from tinygrad_llm.tensor import Tensor
 
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_shakespeare.py"
 TINY = ["--n-layer", "2", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--eval-iters", "2", "--no-progress", "--sample-chars", "0"]
 
@@ -151,3 +156,40 @@ def test_plot_log_out_must_be_png(tmp_path, capsys):
     plot_log = load_example("plot_log")
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "train_loss": 1, "val_loss": 1, "lr": 1}\n')
     _plot_error(plot_log, capsys, [str(tmp_path), "--out", "x.jpg"], "must end in .png")
+
+
+MPIEXEC = shutil.which("mpiexec") or shutil.which(str(Path(sys.executable).parent / "mpiexec"))
+
+
+def _have_mpi4py():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not (_have_mpi4py() and MPIEXEC),
+                    reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
+def test_health_of_two_ranks_is_that_of_one_process(tmp_path):
+    # rank 0 measures the averaged gradients: the global batch's, as one process computes them
+    args = ["--max-iters", "3", "--eval-interval", "3", "--log-health", "1", *TINY]
+    train = load_example("train_shakespeare")
+    assert train.main(["--out-dir", str(tmp_path / "one"), *args]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(SCRIPT), "--out-dir",
+                           str(tmp_path / "two"), *args], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+
+    def health(out):
+        return [json.loads(line)["health"] for line in (out / "log.jsonl").read_text()
+                .splitlines() if "health" in line]
+
+    one, two = health(tmp_path / "one"), health(tmp_path / "two")
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two):
+        assert b["grad_norm_total"] == pytest.approx(a["grad_norm_total"], rel=1e-4)
+        assert b["clipped"] == a["clipped"]
+        for layer, value in a["grad_norm"].items():
+            assert b["grad_norm"][layer] == pytest.approx(value, rel=1e-3, abs=1e-7)
