@@ -189,3 +189,18 @@ def test_draw_graph_example(tmp_path, capsys):
     assert (tmp_path / "g.svg").read_text().lstrip().startswith("<svg")
     assert script.main([str(tmp_path / "g.png")]) == 2
     assert "must end in .dot, .svg or .html" in capsys.readouterr().err
+
+
+def test_svg_and_html_go_through_dot_when_it_is_on_path(tmp_path, monkeypatch):
+    # a stand-in for Graphviz's dot: checks it is fed DOT on stdin, answers an SVG document
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\n[ "$1" = "-Tsvg" ] || exit 3\ngrep -q "^digraph" || exit 4\n'
+                    'printf \'<?xml version="1.0"?>\\n<!DOCTYPE svg>\\n<svg id="from-dot"/>\\n\'\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    _, loss = _mlp()
+    svg = viz.draw_graph(loss, tmp_path / "g.svg").read_text()
+    assert svg == '<svg id="from-dot"/>\n'                  # without the XML header
+    page = viz.draw_graph(loss, tmp_path / "g.html").read_text()
+    assert '<svg id="from-dot"/>' in page and "<!DOCTYPE svg>" not in page
