@@ -22,12 +22,23 @@ labelled task (sentiment) better than one that starts from random weights.
    (``bert_finetune.finetune``: AdamW, warm-up, best val epoch), twice with one seed: from the
    pre-trained encoder, and from random initialisation. The gap is what pre-training bought.
 
-    python examples/bert_pretrain.py                       # about 20 min on 2 CPU cores
+    python examples/bert_pretrain.py                       # about 20 min on 2 busy CPU cores
     python examples/bert_pretrain.py --steps 6000 --save austen-bert/
     python examples/bert_pretrain.py --limit-chars 300000 --vocab-size 800 --steps 30 \
-        --finetune-limit 400 --finetune-epochs 1           # a smoke run, seconds
+        --finetune-limit 400 --finetune-epochs 1           # a smoke run
 
-The last line printed is a JSON object with the figures.
+The last line printed is a JSON object with the figures. One run with the defaults, on 2 CPU
+cores shared with other jobs (OPENBLAS_NUM_THREADS=1, about 20 min in all, 15 of them
+pre-training): the held-out MLM loss fell from 8.56 (chance, ln 5000 = 8.52) to 5.65, masked-token
+accuracy 0.143, perplexity 283; fine-tuned test accuracy 0.728 from the pre-trained encoder
+against 0.760 from random initialisation. At this budget the model has learned which tokens are
+frequent, not yet to read their context: small BERTs sit on such a plateau until attention
+learns to use positions (on a toy task, a tiny BertForMaskedLM of Hugging Face's in PyTorch,
+trained the same way, learns step for step as slowly as ours), and here an encoder from the
+plateau started fine-tuning worse than random weights. A second run with
+--dropout 0 --lr 2e-3 --vocab-size 3000 ended on the same plateau (5.61, test accuracy 0.724 from
+it). How many more steps it takes for pre-training to pay off here is not measured yet: try
+--steps 10000 and more.
 """
 
 import argparse
