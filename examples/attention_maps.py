@@ -107,7 +107,6 @@ def plot_maps(maps, tokens, png, title):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        require_matplotlib()
         try:
             device = backend.check_device(args.device)
         except (RuntimeError, ValueError) as e:
@@ -134,6 +133,7 @@ def main(argv=None):
         if len(ids) > block:
             raise UsageError(f"--prompt is {len(ids)} tokens long, more than the model's "
                              f"block_size {block}; shorten it")
+        require_matplotlib()
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -170,8 +170,8 @@ def plot(evals, health, png, title):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        require_matplotlib()
         evals, health = read_log(args.run_dir)
+        require_matplotlib()
         png = Path(args.out) if args.out else Path(args.run_dir) / "health.png"
         if png.suffix.lower() != ".png":
             raise UsageError(f"--out {png}: the file must end in .png")

@@ -61,7 +61,6 @@ def _bad(script, capsys, argv, message):
 
 
 def test_bad_inputs(script, checkpoint, tmp_path, capsys, monkeypatch):
-    pytest.importorskip("matplotlib")
     _bad(script, capsys, ["--model", str(tmp_path / "none")], "no checkpoint in")
     _bad(script, capsys, ["--model", str(checkpoint), "--prompt", "x" * 17],
          "--prompt is 17 tokens long, more than the model's block_size 16")
@@ -69,5 +68,5 @@ def test_bad_inputs(script, checkpoint, tmp_path, capsys, monkeypatch):
     _bad(script, capsys, ["--model", str(checkpoint), "--out", str(tmp_path / "a.jpg")],
          "must end in .png")
     monkeypatch.setitem(sys.modules, "matplotlib", None)             # as if not installed
-    _bad(script, capsys, ["--model", str(checkpoint)],
+    _bad(script, capsys, ["--model", str(checkpoint), "--prompt", "ROMEO"],
          'attention_maps.py needs matplotlib: pip install -e ".[plot]"')

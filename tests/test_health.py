@@ -147,6 +147,7 @@ def test_plot_log_bad_inputs(tmp_path, capsys, monkeypatch):
     _plot_error(plot_log, capsys, [run], "has no evaluation or health lines")
     (tmp_path / "log.jsonl").write_text("{not json\n")
     _plot_error(plot_log, capsys, [run], "line 1: not JSON")
+    (tmp_path / "log.jsonl").write_text('{"iter": 0, "train_loss": 1, "val_loss": 1, "lr": 1}\n')
     monkeypatch.setitem(sys.modules, "matplotlib", None)             # as if not installed
     _plot_error(plot_log, capsys, [run], 'needs matplotlib: pip install -e ".[plot]"')
 
