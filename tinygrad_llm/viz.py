@@ -103,7 +103,10 @@ def _grad_line(t):
         return "constant (no grad)"
     if t.grad is None:
         return "no grad yet"
-    g = backend.to_numpy(getattr(t.grad, "data", t.grad))
+    g = getattr(t.grad, "data", t.grad)
+    if not backend.is_array(g):                         # a row-sparse gradient, say
+        return f"grad: a {type(t.grad).__name__}"
+    g = backend.to_numpy(g)
     norm = float(np.sqrt(np.sum(np.square(g, dtype=np.float64))))
     return f"grad norm {norm:.4g}"
 
@@ -133,12 +136,10 @@ def _graph(tensor, names, caller):
         key = f"f{n}"
         nodes[key] = ("function", [type(fn).__name__, f"saved {_fmt_bytes(saved_bytes(fn))}"])
         edges.extend((i, key) for i in dict.fromkeys(inputs))   # one edge per distinct input
-        outputs = [ref() for ref in fn.outputs]
-        for out in outputs:
+        for ref in fn.outputs:              # the outputs still alive (the root always is)
+            out = ref()
             if out is not None and out._ctx is fn:
                 edges.append((key, tensor_key(out)))
-    if id(tensor) not in keys:          # the root's Function may have outputs held elsewhere
-        edges.append((f"f{len(order) - 1}", tensor_key(tensor)))
     return nodes, edges
 
 
