@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import tinygrad_llm
 from tinygrad_llm import Function, Tensor, reference
 from tinygrad_llm.nn import CausalSelfAttention
+from tinygrad_llm.ops import attention
 from tinygrad_llm.ops.attention import qkv_attention, scaled_dot_product_attention
 from tinygrad_llm.testing import gradcheck, module_gradcheck
 
@@ -276,3 +277,33 @@ def test_a_mask_that_does_not_fit_is_an_error():
     with pytest.raises(ValueError, match="dtype"):
         scaled_dot_product_attention(q, k, v, causal=False,
                                      mask=np.zeros((2, 1, 1, 4), dtype=np.float32))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_blocks_give_the_same_bits(monkeypatch, dtype):
+    """Scores larger than BLOCK run a block of heads at a time (on the CPU): forward, dropout
+    mask and every gradient are the same bits as in one block, whether the blocks cut the batch
+    axis or the heads; and a blocked run passes its gradcheck."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((3, 7, 3 * 4 * 2))                              # (B, T, 3C), nh = 4
+    dy = rng.standard_normal((3, 7, 8))                                     # (B, T, C)
+    mask = np.where(rng.random((3, 1, 1, 7)) < 0.3, -1e4, 0).astype(dtype)  # (B, 1, 1, T)
+    results = []
+    for block in (attention.BLOCK, 49, 98, 200):    # one block; one head; two heads; one row
+        monkeypatch.setattr(attention, "BLOCK", block)
+        qkv = Tensor(x, requires_grad=True, dtype=dtype)
+        tinygrad_llm.manual_seed(5)
+        y = qkv_attention(qkv, 4, dropout_p=0.3)
+        y.backward(Tensor(dy, dtype=dtype))
+        q, k, v = (Tensor(a, requires_grad=True, dtype=dtype) for a in x.reshape(3, 7, 3, 4, 2)
+                   .transpose(2, 0, 3, 1, 4))                               # (B, nh, T, hs) each
+        y2 = scaled_dot_product_attention(q, k, v, mask=mask)
+        y2.backward(Tensor(dy.reshape(3, 7, 4, 2).transpose(0, 2, 1, 3), dtype=dtype))
+        results.append([a.numpy() for a in (y, qkv.grad, y2, q.grad, k.grad, v.grad)])
+    for blocked in results[1:]:
+        for a, b in zip(blocked, results[0]):
+            np.testing.assert_array_equal(a, b)
+    if dtype == "float64":
+        monkeypatch.setattr(attention, "BLOCK", 25)                         # a head a block
+        q, k, v = (_t(rng, (2, 3, 5, 2)) for _ in range(3))
+        gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v), [q, k, v], seed=15)

@@ -31,7 +31,9 @@ gradient: the mask needs no backward.
 Saved for backward: q and k (dk needs q, dq needs k), v (for dPd = dy v^T), P (for the
 softmax's gradient, and to rebuild Pd = P M / (1 - p) for dv), the dropout keep-mask M (only
 when p > 0), and y (for D). The (T, T) scores S, Pd and the gradients dPd, dP, dS are
-temporaries: S becomes P in place, and one buffer turns dPd into dP, then dS.
+temporaries: S becomes P in place, and one buffer turns dPd into dP, then dS. On the CPU, scores
+larger than ``BLOCK`` go through every line above a block of heads at a time (``_blocks``), so
+the softmax's passes over a block stay in cache; the results are the same bits.
 
 ``Attention`` takes q, k, v of shape (..., T, hs). ``QKVAttention`` takes the packed output of a
 fused qkv projection (B, T, 3C) and returns heads merged back to (B, T, C): it replaces the split,
@@ -74,56 +76,110 @@ def _row_sums(s):
     return (s.reshape(-1, s.shape[-1]) @ ones).reshape(s.shape[:-1])        # (...)
 
 
+BLOCK = 1 << 18  # scores per block on the CPU: 1 MiB of float32, a block's passes stay in cache
+
+
+def _blocks(lead, matrix, cpu):
+    r"""Index tuples that cut the scores (*lead, Tq, T) into blocks of whole (Tq, T) matrices,
+    ``matrix`` = Tq * T scores each, about ``BLOCK`` scores a block, in C order.
+
+    At T = 256 and B = 64 the scores of one layer are 100 MiB: each of the softmax's passes over
+    all of them would go out to main memory (and every fresh 100 MiB temporary costs page faults).
+    Block by block, a block's scores stay in cache from the matmul that makes them to the matmul
+    that consumes them. Small scores are one block, and on a GPU everything is one block (there
+    each pass is a kernel launch). Reference: the whole array as one block, ``()``.
+    """
+    total = matrix
+    for n in lead:
+        total *= n
+    if not cpu or total <= BLOCK:
+        yield ()
+        return
+    inner = total // lead[0]                                  # scores under one index of axis 0
+    if inner > BLOCK:                                         # cut finer, inside each index
+        for i in range(lead[0]):
+            for rest in _blocks(lead[1:], matrix, cpu):
+                yield (i,) + rest
+        return
+    step = BLOCK // inner
+    for i in range(0, lead[0], step):
+        yield (slice(i, i + step),)
+
+
+def _broadcast_shape(*shapes):
+    r"""The shape that ``shapes`` broadcast to (NumPy's rule: aligned at the right, 1 stretches)."""
+    n = max(len(shape) for shape in shapes)
+    padded = [(1,) * (n - len(shape)) + tuple(shape) for shape in shapes]
+    return tuple(max(sizes) if min(sizes) else 0 for sizes in zip(*padded))
+
+
 def _forward(fn, q, k, v, causal, dropout_p, scale, out=None, mask=None):
     r"""The shared forward on (..., T, hs) views; saves what backward needs on ``fn``."""
     xp = backend.get_xp(q)
     tq, tk = q.shape[-2], k.shape[-2]
-    s = q @ k.swapaxes(-1, -2)                                              # (..., T, T)
-    s *= scale                                                              # S = q k^T scale
-    if causal:
-        # Query i is position (tk - tq + i) of the key sequence; for tq == tk this is the plain
-        # triangle. It lets a decoder feed fewer queries than keys.
-        s += causal_mask(tk, s.dtype, xp)[tk - tq:]                         # (T, T) broadcast
-    if mask is not None:
-        s += mask                                                           # S + mask, broadcast
-    p = s                      # the scores' buffer, turned into P = softmax(S) in place:
-    p -= p.max(axis=-1, keepdims=True)                                      #   S - max_j S
-    xp.exp(p, out=p)                                                        #   e^{S - max}
-    p /= _row_sums(p)[..., None]                                            #   P (..., T, T)
-    keep = None
-    pd = p
-    if dropout_p > 0:
-        rng = backend.device_rng(backend.device_of(q))
-        keep = rng.random(p.shape, dtype=p.dtype) >= dropout_p             # M (..., T, T)
-        pd = p * keep
-        pd *= 1 / (1 - dropout_p)                                           # Pd = P M / (1-p)
-    y = xp.matmul(pd, v, out=out)                                           # (..., T, hs)
+    lead = _broadcast_shape(q.shape[:-2], k.shape[:-2], v.shape[:-2])       # (...)
+    q, k, v = (a if a.shape[:-2] == lead else xp.broadcast_to(a, lead + a.shape[-2:])
+               for a in (q, k, v))                                # views, no copy
+    p = xp.empty(lead + (tq, tk), dtype=q.dtype)                            # P (..., Tq, T)
+    y = xp.empty(lead + (tq, v.shape[-1]), dtype=q.dtype) if out is None else out  # (..., Tq, hs)
+    keep = xp.empty(p.shape, dtype=bool) if dropout_p > 0 else None         # M (..., Tq, T)
+    rng = backend.device_rng(backend.device_of(q)) if dropout_p > 0 else None
+    # Query i is position (tk - tq + i) of the key sequence; for tq == tk this is the plain
+    # triangle. It lets a decoder feed fewer queries than keys.
+    triangle = causal_mask(tk, p.dtype, xp)[tk - tq:] if causal else None   # (Tq, T)
+    mask = None if mask is None else xp.broadcast_to(mask, p.shape)         # a view, no copy
+    for i in _blocks(lead, tq * tk, backend.is_cpu(p)):
+        s = p[i]                 # this block's scores, turned into P = softmax(S) in place:
+        xp.matmul(q[i], k[i].swapaxes(-1, -2), out=s)                       #   q k^T
+        s *= scale                                                          #   S = q k^T scale
+        if causal:
+            s += triangle                                                   #   (Tq, T) broadcast
+        if mask is not None:
+            s += mask[i]                                                    #   S + mask
+        s -= s.max(axis=-1, keepdims=True)                                  #   S - max_j S
+        xp.exp(s, out=s)                                                    #   e^{S - max}
+        s /= _row_sums(s)[..., None]                                        #   P
+        pd = s
+        if dropout_p > 0:        # one uniform number per weight, in C order over the blocks:
+            # the same draws as one call over the whole (..., Tq, T), as reference.attention makes
+            xp.greater_equal(rng.random(s.shape, dtype=s.dtype), dropout_p, out=keep[i])  # M
+            pd = s * keep[i]
+            pd *= 1 / (1 - dropout_p)                                       # Pd = P M / (1-p)
+        xp.matmul(pd, v[i], out=y[i])                                       # y = Pd v
     # saved: q and k (dk = dS^T q scale, dq = dS k scale), v (dPd = dy v^T), P (dS = P (dP - D),
     # and Pd = P M / (1-p) for dv), M (None without dropout), and the two scalars. The caller
-    # saves y (for D). Pd is not saved: backward rebuilds it from P and M.
+    # saves y (for D). Pd is not saved: backward rebuilds it from P and M, block by block.
     fn.q, fn.k, fn.v, fn.p, fn.keep = q, k, v, p, keep
     fn.dropout_p, fn.scale = dropout_p, scale
     return y
 
 
 def _backward(fn, dy, y, dq=None, dk=None, dv=None):
-    r"""The shared backward: fills (or returns) dq, dk, dv of shape (..., T, hs)."""
+    r"""The shared backward: fills (or returns) dq, dk, dv of shape (..., T, hs), in the same
+    blocks as the forward (each block's (Tq, T) temporaries stay in cache)."""
     xp = backend.get_xp(dy)
-    p, keep, dropout_p = fn.p, fn.keep, fn.dropout_p
-    pd = p if keep is None else p * keep * (1 / (1 - dropout_p))            # Pd (..., T, T)
-    dv = xp.matmul(pd.swapaxes(-1, -2), dy, out=dv)                        # y = Pd v => dv
-    dpd = dy @ fn.v.swapaxes(-1, -2)                                        # dPd = dy v^T
-    dp = dpd                  # the same buffer from here on, turned in place into dP, then dS
-    if keep is not None:
-        dp *= keep                                                          # dP = dPd M / (1-p)
-        dp *= 1 / (1 - dropout_p)
-    d = xp.einsum("...i,...i->...", dy, y)[..., None]                       # D_i = dy_i . y_i
-    ds = dp                                                                 # P = softmax(S):
-    ds -= d                                                                 #   dP - D
-    ds *= p                                                                 #   dS = P (dP - D)
-    ds *= fn.scale                                  # S = q k^T scale: now it holds dS scale
-    dq = xp.matmul(ds, fn.k, out=dq)                                        # dq = dS k scale
-    dk = xp.matmul(ds.swapaxes(-1, -2), fn.q, out=dk)                       # dk = dS^T q scale
+    q, k, v, p, keep, dropout_p = fn.q, fn.k, fn.v, fn.p, fn.keep, fn.dropout_p
+    lead, (tq, tk) = p.shape[:-2], p.shape[-2:]
+    dq = xp.empty(q.shape, dtype=dy.dtype) if dq is None else dq            # (..., Tq, hs)
+    dk = xp.empty(k.shape, dtype=dy.dtype) if dk is None else dk            # (..., T, hs)
+    dv = xp.empty(v.shape, dtype=dy.dtype) if dv is None else dv            # (..., T, hs)
+    for i in _blocks(lead, tq * tk, backend.is_cpu(p)):
+        pd = p[i] if keep is None else p[i] * keep[i]                       # Pd (..., Tq, T)
+        if keep is not None:
+            pd *= 1 / (1 - dropout_p)
+        xp.matmul(pd.swapaxes(-1, -2), dy[i], out=dv[i])                    # y = Pd v => dv
+        dp = dy[i] @ v[i].swapaxes(-1, -2)                                  # dPd = dy v^T
+        # the same buffer from here on, turned in place into dP, then dS
+        if keep is not None:
+            dp *= keep[i]                                                   # dP = dPd M / (1-p)
+            dp *= 1 / (1 - dropout_p)
+        d = xp.einsum("...i,...i->...", dy[i], y[i])[..., None]             # D_i = dy_i . y_i
+        ds = dp                                                             # P = softmax(S):
+        ds -= d                                                             #   dP - D
+        ds *= p[i]                                                          #   dS = P (dP - D)
+        ds *= fn.scale                              # S = q k^T scale: now it holds dS scale
+        xp.matmul(ds, k[i], out=dq[i])                                      # dq = dS k scale
+        xp.matmul(ds.swapaxes(-1, -2), q[i], out=dk[i])                     # dk = dS^T q scale
     return dq, dk, dv
 
 
