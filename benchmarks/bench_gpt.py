@@ -6,6 +6,7 @@ r"""Train the GPT on Tiny Shakespeare for N steps and measure it; optionally aga
     python benchmarks/bench_gpt.py --config baby --steps 10            # the baby GPT
     python benchmarks/bench_gpt.py --profile             # time per op type, forward/backward
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_gpt.py --cpu-time --steps 30   # under load
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_gpt.py --cpu-time --compare-torch   # 1 core each
 
 Reports the median ms/step after ``--warmup`` steps, tokens/s, achieved GFLOP/s and its share of
 the float32 matmul ceiling (NumPy's best GFLOP/s on a 1024^3 matmul, measured at start), the BLAS
@@ -70,8 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--unfused", action="store_true", help="attention from primitives")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--cpu-time", action="store_true",
-                   help="ours alone: CPU time of this thread per step and page faults (robust "
-                        "to load; run with OPENBLAS_NUM_THREADS=1)")
+                   help="CPU time of this thread per step and page faults, ours (and torch on "
+                        "one thread with --compare-torch); robust to load; run with "
+                        "OPENBLAS_NUM_THREADS=1")
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="with --cpu-time: glibc's malloc keeps freed memory (no page faults)")
     p.add_argument("--memory-child", choices=("ours", "torch"), default=None,
@@ -203,27 +205,41 @@ def rss_mib():
 
 
 def cpu_time(args, config, batch_size, stream, device):
-    """``--cpu-time``: ours alone; each step's CPU time in this thread and its page faults.
+    """``--cpu-time``: each step's CPU time in this thread and its page faults; with
+    ``--compare-torch``, torch on one thread too (``torch.set_num_threads(1)``), steps alternating.
 
     ``time.thread_time`` counts only the cycles this thread ran, not the time it waited for a
-    core, so on a loaded machine it still compares two versions of the code (run with
-    OPENBLAS_NUM_THREADS=1, so that the BLAS work is on this thread too).
+    core, so on a loaded machine it still compares two versions of the code, or the two
+    frameworks on one core each (run with OPENBLAS_NUM_THREADS=1, so that the BLAS work is on
+    this thread too).
     """
     if args.keep_freed_memory and not allocator.keep_freed_memory():
         print("--keep-freed-memory: no glibc mallopt here; ignored")
     ours = Ours(config, device)
-    cpu, faults = [], []
+    runners = [ours]
+    if args.compare_torch:
+        import torch
+        torch.set_num_threads(1)
+        runners.append(Torch(config, device, ours.model.state_dict()))
+    cpu = {r.name: [] for r in runners}
+    faults = {r.name: [] for r in runners}
     for it in range(args.steps):
         x, y = next(stream)
-        f, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.thread_time()
-        ours.step(it, x, y)
-        cpu.append(time.thread_time() - t)
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
-    ms = 1e3 * float(np.median(cpu[args.warmup:]))
-    print(f"config {args.config}, B={batch_size}: {ms:.1f} CPU ms/step in this thread (median of "
-          f"{args.steps - args.warmup}), {int(np.median(faults[args.warmup:]))} page faults/step; "
-          f"BLAS {blas_threads()}; malloc keeps freed memory: {args.keep_freed_memory}; "
-          f"{uptime()}")
+        for r in (runners if it % 2 == 0 else runners[::-1]):
+            f, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.thread_time()
+            r.step(it, x, y)
+            cpu[r.name].append(time.thread_time() - t)
+            faults[r.name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f)
+    print(f"config {args.config}, B={batch_size}: CPU ms/step in this thread (median of "
+          f"{args.steps - args.warmup}); BLAS {blas_threads()}; malloc keeps freed memory: "
+          f"{args.keep_freed_memory}; {uptime()}")
+    ms = {name: 1e3 * float(np.median(ts[args.warmup:])) for name, ts in cpu.items()}
+    for name in cpu:
+        print(f"  {name:<13} {ms[name]:9.1f} CPU ms/step  "
+              f"{int(np.median(faults[name][args.warmup:]))} page faults/step")
+    if args.compare_torch:
+        print(f"  ratio tinygrad_llm / torch, one thread each: "
+              f"{ms['tinygrad_llm'] / ms['torch']:.2f}x")
     return 0
 
 
