@@ -22,6 +22,24 @@ def test_blockwise_with_several_outputs(device):
         np.testing.assert_array_equal(Tensor(g).numpy(), expected)
 
 
+@pytest.mark.parametrize("threads", [None, 2, 3])
+def test_blockwise_on_threads_gives_the_same_bits(monkeypatch, threads):
+    """Runs of blocks on a pool of threads (the default above THREADED elements): the same bits
+    as one thread and as the whole-array call, the last run and the last block short."""
+    monkeypatch.setattr(cpu, "THREADED", cpu.BLOCK)
+    n = (2 * cpu.RUN_BLOCKS + 3) * cpu.BLOCK + 77
+    a = np.random.default_rng(2).standard_normal(n).astype(np.float32).reshape(-1, 1)
+
+    def f(x):
+        y = np.exp(-x * x)
+        return y * x, y + 1
+    one = cpu.blockwise(f, a, threads=1)
+    got = cpu.blockwise(f, a, threads=threads)
+    for g, o, expected in zip(got, one, f(a)):
+        np.testing.assert_array_equal(g, o)
+        np.testing.assert_array_equal(g, expected)
+
+
 @pytest.mark.parametrize("ids", [[3, 0, 2, 1], [0, 2, 2, -1, 0, 2, 3, 3], []])
 def test_scatter_add_distinct_repeated_and_empty_ids(ids):
     rng = np.random.default_rng(1)

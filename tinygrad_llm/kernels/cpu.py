@@ -9,11 +9,13 @@ unchanged by them.
 Shapes: N rows, C columns (or channels), V rows of a table, D its width.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from tinygrad_llm import backend
 
-__all__ = ["scatter_add", "blockwise", "row_means", "column_sums", "BLOCK"]
+__all__ = ["scatter_add", "blockwise", "row_means", "column_sums", "BLOCK", "THREADS"]
 
 LIGHT = 8  # ids repeated at most this often are added rank by rank; more often, summed first
 
@@ -107,7 +109,12 @@ BLOCK = 1 << 15  # elements per block in blockwise(): 128 KiB of float32; a form
                  # or four live temporaries stay inside a 512 KiB L2
 
 
-def blockwise(f, *arrays):
+THREADS = 2  # worker threads for blockwise() on the CPU, for arrays of more than THREADED
+             # elements (NumPy's ufuncs release the GIL, so they run on both cores)
+THREADED = 1 << 20  # 4 MiB of float32: below this, starting the threads costs more than it saves
+
+
+def blockwise(f, *arrays, threads=None):
     r"""``f(*arrays)`` for an elementwise ``f`` of same-shaped arrays, block by block on the CPU.
 
     ``f`` returns one array or a tuple of arrays (for example a value and its derivative), each
@@ -116,10 +123,17 @@ def blockwise(f, *arrays):
     big array every pass then goes out to main memory (and a fresh multi-MiB temporary costs
     page faults); on a 32K-element block all 30 stay in cache. On the GPU each pass is a kernel
     launch, so there ``f`` runs once on the whole array. Reference: ``f(*arrays)``.
+
+    ``threads`` (default ``THREADS``, for arrays of more than ``THREADED`` elements; 1 below)
+    > 1 hands runs of ``RUN_BLOCKS`` blocks to that many threads, which take the next run as
+    they finish one (NumPy's ufuncs release the GIL, so they run in parallel); every block gets
+    the same bits as with one thread.
     """
     x = arrays[0]
     if not backend.is_cpu(x) or x.size <= 2 * BLOCK:
         return f(*arrays)
+    if threads is None:
+        threads = THREADS if x.size > THREADED else 1
     flats = [a.reshape(-1) for a in arrays]                   # (N,) each
     first = f(*[a[:BLOCK] for a in flats])
     single = not isinstance(first, tuple)
@@ -127,11 +141,28 @@ def blockwise(f, *arrays):
     outs = tuple(np.empty(x.size, dtype=r.dtype) for r in first)  # (N,) each
     for out, r in zip(outs, first):
         out[:BLOCK] = r
-    for i in range(BLOCK, x.size, BLOCK):
-        results = f(*[a[i:i + BLOCK] for a in flats])
-        for out, r in zip(outs, (results,) if single else results):
-            out[i:i + BLOCK] = r
+
+    def run(start, stop):                                     # blocks in [start, stop)
+        for i in range(start, stop, BLOCK):
+            results = f(*[a[i:i + BLOCK] for a in flats])
+            for out, r in zip(outs, (results,) if single else results):
+                out[i:i + BLOCK] = r
+
+    if threads > 1:
+        run_size = RUN_BLOCKS * BLOCK
+        starts = range(BLOCK, x.size, run_size)
+        list(_pool(threads).map(lambda i: run(i, min(i + run_size, x.size)), starts))
+    else:
+        run(BLOCK, x.size)
     outs = tuple(out.reshape(x.shape) for out in outs)
     return outs[0] if single else outs
 
 
+RUN_BLOCKS = 8   # blocks a thread takes at a time: small enough to share the work evenly
+_POOLS = {}      # threads -> a ThreadPoolExecutor, started on first use
+
+
+def _pool(threads):
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="blockwise")
+    return _POOLS[threads]

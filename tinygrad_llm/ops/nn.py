@@ -260,8 +260,8 @@ class GELU(Function):
         dy/dx = (1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2,   t = tanh u
 
     Forward computes y and its slope dy/dx together (they share Phi, phi or t), block by block
-    on the CPU (cpu.blockwise: cache-sized pieces), and saves only the slope: backward is
-    then one multiply, dx = dy * dy/dx.
+    on the CPU (cpu.blockwise: cache-sized pieces, on two threads for large arrays), and saves
+    only the slope: backward is then one multiply, dx = dy * dy/dx.
 
     Which algorithm computes Phi (approximate='none') depends on the array:
 
