@@ -250,6 +250,10 @@ def abort(code=1, message=None):
         sys.stderr.write(f"tinygrad_llm.distributed: {message}\n")
         sys.stderr.flush()
     if _world.comm is not None and _world.size > 1:
+        # The launcher reads each rank's stderr through a pipe; MPI_Abort tears the job down at
+        # once, and under load it can do so before the launcher has forwarded the traceback and
+        # the message above. A moment's wait lets them reach the user.
+        time.sleep(1.0)
         _world.comm.Abort(code)
     os._exit(code)
 
