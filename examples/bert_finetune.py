@@ -87,7 +87,7 @@ def length_grouped_batches(lengths, batch_size, rng, group=50):
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _progress(args, total, desc):
+def progress_bar(args, total, desc):
     """tqdm if it is installed and wanted, else None."""
     if not args.progress:
         return None
@@ -140,7 +140,7 @@ def finetune(model, tokenizer, data, args):
     model.train()
     for epoch in range(1, args.epochs + 1):
         t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        bar = _progress(args, steps_per_epoch, f"fine-tune epoch {epoch}/{args.epochs}")
+        bar = progress_bar(args, steps_per_epoch, f"fine-tune epoch {epoch}/{args.epochs}")
         for idx in length_grouped_batches(lengths, args.batch_size, rng):
             batch = tokenizer([texts[j] for j in idx], padding=True, truncation=True,
                               max_length=args.max_length, return_tensors="np")

@@ -52,8 +52,8 @@ from types import SimpleNamespace
 import numpy as np
 
 # The neighbour example: the movie-review split and the fine-tuning loop, shared so that both
-# fine-tunings here are scored exactly as bert_finetune.py scores MiniLM.
-from bert_finetune import evaluate, finetune, load_split
+# fine-tunings here are scored exactly as bert_finetune.py scores MiniLM; its progress bar too.
+from bert_finetune import evaluate, finetune, load_split, progress_bar
 
 import tinygrad_llm
 from tinygrad_llm import no_grad
@@ -69,17 +69,6 @@ EVAL_MASK_SEED = 1234   # the held-out masking, fixed for good
 
 class UsageError(Exception):
     """Bad input: printed as one message to stderr, exit status 2, no traceback."""
-
-
-def _progress(args, total, desc):
-    """tqdm if it is installed and wanted, else None."""
-    if not args.progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -160,7 +149,7 @@ def pretrain(model, tokenizer, train, held_out, args):
     print(f"step 0: held-out MLM loss {log[0]['loss']:.3f} (chance: ln V = "
           f"{math.log(tokenizer.vocab_size):.3f})", flush=True)
     t0, running = time.perf_counter(), None
-    bar = _progress(args, args.steps, "pre-train")
+    bar = progress_bar(args, args.steps, "pre-train")
     model.train()
     for step in range(1, args.steps + 1):
         batch = train[rng.integers(0, len(train), size=args.batch_size)]    # (B, T)
