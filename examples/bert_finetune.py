@@ -40,7 +40,7 @@ import numpy as np
 
 import tinygrad_llm
 from tinygrad_llm import Tensor, nn, no_grad
-from tinygrad_llm.data import load_movie_reviews
+from tinygrad_llm.data import load_movie_reviews, movie_review_splits
 from tinygrad_llm.models.bert import BertForSequenceClassification
 from tinygrad_llm.models.sentence_encoder import SentenceEncoder
 from tinygrad_llm.nn import functional as F
@@ -57,21 +57,13 @@ class UsageError(Exception):
 
 
 def load_split(path=None, seed=SPLIT_SEED, limit=None):
-    """lstm_classifier.py's split: drop score 0, label > 0 positive, shuffle, cut 80/10/10."""
+    """lstm_classifier.py's split (data.movie_review_splits: drop score 0, label > 0 positive,
+    shuffle, cut 80/10/10) with int64 labels; a missing or malformed file is a UsageError."""
     try:
         rows = load_movie_reviews(path)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
-    rows = [(text, int(score > 0)) for _, score, text in rows if score != 0]
-    order = np.random.default_rng(seed).permutation(len(rows))
-    rows = [rows[i] for i in order]
-    if limit:
-        rows = rows[:limit]
-    n_train, n_val = int(0.8 * len(rows)), int(0.1 * len(rows))
-    cuts = {"train": rows[:n_train], "val": rows[n_train:n_train + n_val],
-            "test": rows[n_train + n_val:]}
-    return {k: ([t for t, _ in v], np.array([y for _, y in v], dtype=np.int64))
-            for k, v in cuts.items()}
+    return movie_review_splits(rows, seed, limit, label_dtype=np.int64)
 
 
 def length_grouped_batches(lengths, batch_size, rng, group=50):

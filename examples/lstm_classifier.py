@@ -41,7 +41,7 @@ import numpy as np
 import tinygrad_llm
 from tinygrad_llm import Tensor, nn, no_grad
 from tinygrad_llm.checkpoint import load_npz, save_npz
-from tinygrad_llm.data import load_movie_reviews, pad_sequences
+from tinygrad_llm.data import load_movie_reviews, movie_review_splits, pad_sequences
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.optim import Adam
 from tinygrad_llm.tokenizer import WordTokenizer
@@ -101,21 +101,14 @@ class BagOfWords(nn.Module):
 
 # ---- data -------------------------------------------------------------------------------------
 def load_split(path, seed=SPLIT_SEED, limit=None):
-    """Drop sentiment 0, label > 0 positive, shuffle with ``seed`` and cut 80/10/10."""
+    """data.movie_review_splits: drop sentiment 0, label > 0 positive, shuffle with ``seed`` and
+    cut 80/10/10, with float32 labels (binary cross-entropy's targets); a bad file is a
+    UsageError."""
     try:
         rows = load_movie_reviews(path)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
-    rows = [(text, int(score > 0)) for _, score, text in rows if score != 0]
-    order = np.random.default_rng(seed).permutation(len(rows))
-    rows = [rows[i] for i in order]
-    if limit:
-        rows = rows[:limit]
-    n_train, n_val = int(0.8 * len(rows)), int(0.1 * len(rows))
-    cuts = {"train": rows[:n_train], "val": rows[n_train:n_train + n_val],
-            "test": rows[n_train + n_val:]}
-    return {k: ([t for t, _ in v], np.array([y for _, y in v], dtype=np.float32))
-            for k, v in cuts.items()}
+    return movie_review_splits(rows, seed, limit, label_dtype=np.float32)
 
 
 def encode(tokenizer, texts, maxlen):

@@ -1,11 +1,11 @@
 """tinygrad_llm/data.py: pad_sequences (Keras's semantics, on the examples of Keras's own
-documentation and on the corner cases of its implementation) and load_movie_reviews (the shipped
-file, and the errors that name the bad line)."""
+documentation and on the corner cases of its implementation), load_movie_reviews (the shipped
+file, and the errors that name the bad line) and movie_review_splits (the fixed 80/10/10 cut)."""
 
 import numpy as np
 import pytest
 
-from tinygrad_llm.data import load_movie_reviews, pad_sequences
+from tinygrad_llm.data import load_movie_reviews, movie_review_splits, pad_sequences
 
 SEQUENCE = [[1], [2, 3], [4, 5, 6]]
 
@@ -91,3 +91,19 @@ def test_movie_reviews_bad_header(tmp_path):
     path.write_text("sentiment\ttext\n2.0\tGood.\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 1: expected the header"):
         load_movie_reviews(path)
+
+
+def test_movie_review_splits_drop_neutral_and_cut_80_10_10():
+    rows = [(i, s, f"sentence {i}") for i, s in enumerate([2.0, -1.0, 0.0, 3.5, -4.0] * 4)]
+    split = movie_review_splits(rows, seed=3)
+    assert {k: len(v[0]) for k, v in split.items()} == {"train": 12, "val": 1, "test": 3}
+    texts = [t for k in ("train", "val", "test") for t in split[k][0]]
+    assert sorted(texts) == sorted(t for _, s, t in rows if s != 0)        # each once, no 0s
+    score = {t: s for _, s, t in rows}
+    for part_texts, labels in split.values():
+        assert labels.dtype == np.int64 and labels.shape == (len(part_texts),)
+        assert labels.tolist() == [int(score[t] > 0) for t in part_texts]
+    assert movie_review_splits(rows, seed=3)["test"][0] == split["test"][0]   # seeded
+    small = movie_review_splits(rows, seed=3, limit=10, label_dtype=np.float32)
+    assert sum(len(v[0]) for v in small.values()) == 10
+    assert small["train"][1].dtype == np.float32

@@ -203,7 +203,32 @@ def _read_tsv(op, path, shipped, header, parse):
     return rows
 
 
-__all__ += ["pad_sequences", "load_movie_reviews"]
+def movie_review_splits(rows=None, seed=0, limit=None, label_dtype="int64"):
+    r"""The movie reviews as a binary sentiment task cut 80/10/10: a dict with keys ``train``,
+    ``val``, ``test``, each ``(texts, labels)``, texts a list of N sentences and labels an (N,)
+    array of ``label_dtype``, 1 where the sentiment is > 0 and 0 where it is < 0.
+
+    ``rows`` are load_movie_reviews()'s (None: the shipped file). The sentences with sentiment 0
+    are dropped, the rest shuffled by a Generator seeded with ``seed``, kept to the first
+    ``limit`` when it is given, then cut into the first 80%, the next 10% and the rest.
+    """
+    import numpy as np  # noqa: PLC0415 - keeps this module's import light
+
+    if rows is None:
+        rows = load_movie_reviews()
+    rows = [(text, int(score > 0)) for _, score, text in rows if score != 0]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    rows = [rows[i] for i in order]
+    if limit:
+        rows = rows[:limit]
+    n_train, n_val = int(0.8 * len(rows)), int(0.1 * len(rows))
+    cuts = {"train": rows[:n_train], "val": rows[n_train:n_train + n_val],
+            "test": rows[n_train + n_val:]}
+    return {k: ([t for t, _ in v], np.array([y for _, y in v], dtype=label_dtype))
+            for k, v in cuts.items()}
+
+
+__all__ += ["pad_sequences", "load_movie_reviews", "movie_review_splits"]
 
 
 # ---- translation pairs (the encoder-decoder Transformer) ---------------------------------------
