@@ -13,7 +13,6 @@ that raises or hangs ends the job with a message. The ``gpu`` test runs the NCCL
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mpi_launch import MPIEXEC, have_mpi, needs_mpi
 
 import tinygrad_llm
 from tinygrad_llm import Tensor, backend, distributed, optim
@@ -28,19 +28,6 @@ from tinygrad_llm.models.gpt import GPT, GPTConfig
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "distributed_worker.py"
-MPIEXEC = shutil.which("mpiexec") or shutil.which(str(Path(sys.executable).parent / "mpiexec"))
-
-
-def _have_mpi4py():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_mpi = pytest.mark.skipif(not (_have_mpi4py() and MPIEXEC),
-                               reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
 
 
 @pytest.fixture(autouse=True)
@@ -194,7 +181,7 @@ def _mpiexec(tmp_path, scenario, *extra, timeout=240, ranks=2):
 
 @pytest.fixture(scope="module")
 def equality(tmp_path_factory):
-    if not (_have_mpi4py() and MPIEXEC):
+    if not have_mpi():
         pytest.skip("needs mpi4py and mpiexec (pip install mpi4py mpich)")
     proc = _mpiexec(tmp_path_factory.mktemp("mpi"), "equality")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -256,7 +243,7 @@ def test_gpu_nccl_two_ranks_equal_one_process(tmp_path):
         pytest.skip(reason)
     if backend.cupy_module().cuda.runtime.getDeviceCount() < 2:
         pytest.skip("NCCL needs one GPU per rank: two GPUs")
-    if not (_have_mpi4py() and MPIEXEC):
+    if not have_mpi():
         pytest.skip("needs mpi4py and mpiexec")
     proc = _mpiexec(tmp_path, "gpu")
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -3,7 +3,6 @@ NumPy), train_shakespeare.py --log-health, and examples/plot_log.py."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from example_scripts import load_example
+from mpi_launch import MPIEXEC, needs_mpi
 
 import tinygrad_llm as tg
 from tinygrad_llm import autograd
@@ -159,19 +159,7 @@ def test_plot_log_out_must_be_png(tmp_path, capsys):
     _plot_error(plot_log, capsys, [str(tmp_path), "--out", "x.jpg"], "must end in .png")
 
 
-MPIEXEC = shutil.which("mpiexec") or shutil.which(str(Path(sys.executable).parent / "mpiexec"))
-
-
-def _have_mpi4py():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not (_have_mpi4py() and MPIEXEC),
-                    reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
+@needs_mpi
 def test_health_of_two_ranks_is_that_of_one_process(tmp_path):
     # rank 0 measures the averaged gradients: the global batch's, as one process computes them
     args = ["--max-iters", "3", "--eval-interval", "3", "--log-health", "1", *TINY]

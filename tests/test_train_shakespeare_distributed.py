@@ -7,7 +7,6 @@ The mpiexec tests skip without mpi4py or mpiexec; every launch has a time limit.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,24 +15,12 @@ from pathlib import Path
 
 import pytest
 from example_scripts import load_example
+from mpi_launch import MPIEXEC, needs_mpi
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_shakespeare.py"
-MPIEXEC = shutil.which("mpiexec") or shutil.which(str(Path(sys.executable).parent / "mpiexec"))
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--eval-iters", "2", "--no-progress", "--sample-chars", "0",
         "--eval-interval", "3", "--warmup-iters", "2", "--lr", "1e-2"]
-
-
-def _have_mpi4py():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_mpi = pytest.mark.skipif(not (_have_mpi4py() and MPIEXEC),
-                               reason="needs mpi4py and mpiexec (pip install mpi4py mpich)")
 
 
 @pytest.fixture(scope="module")
