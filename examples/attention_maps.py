@@ -33,7 +33,7 @@ from generate import UsageError, load_tokenizer  # noqa: E402
 from tinygrad_llm import backend, no_grad  # noqa: E402
 from tinygrad_llm.checkpoint import CheckpointError  # noqa: E402
 from tinygrad_llm.models.gpt import GPT  # noqa: E402
-from tinygrad_llm.viz import record_attention  # noqa: E402
+from tinygrad_llm.viz import headless_pyplot, record_attention  # noqa: E402
 
 EXTRA = 'pip install -e ".[plot]"'
 SHOWN = {"\n": "\\n", " ": "␣", "\t": "\\t"}     # tick labels for invisible characters
@@ -54,12 +54,9 @@ def parse_args(argv=None):
 def require_matplotlib():
     r"""matplotlib.pyplot (headless), or a UsageError naming the extra to install."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        return headless_pyplot()
     except ImportError:
         raise UsageError(f"attention_maps.py needs matplotlib: {EXTRA}") from None
-    return plt
 
 
 @no_grad()

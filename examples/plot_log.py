@@ -25,6 +25,8 @@ import json
 import sys
 from pathlib import Path
 
+from tinygrad_llm.viz import headless_pyplot
+
 EXTRA = 'pip install -e ".[plot]"'
 
 
@@ -42,12 +44,9 @@ def parse_args(argv=None):
 def require_matplotlib():
     r"""matplotlib.pyplot (headless), or a UsageError naming the extra to install."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        return headless_pyplot()
     except ImportError:
         raise UsageError(f"plot_log.py needs matplotlib: {EXTRA}") from None
-    return plt
 
 
 def read_log(run_dir):

@@ -68,6 +68,7 @@ from tinygrad_llm.health import HealthMonitor
 from tinygrad_llm.kernels import cuda
 from tinygrad_llm.models.gpt import GPT, GPTConfig
 from tinygrad_llm.optim import clip_grad_norm_, set_lr, warmup_cosine_lr
+from tinygrad_llm.viz import headless_pyplot
 
 WEIGHTS = "model.safetensors"          # with config.json: a from_pretrained directory
 STATE = "train_state.npz"               # optimizer state, options, tokenizer, random state
@@ -327,9 +328,7 @@ def estimate_loss(model, splits, opts, it, device):
 
 def plot_losses(log_path, png_path):
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = headless_pyplot()
     except ImportError:
         return False
     rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line]

@@ -56,7 +56,7 @@ from tinygrad_llm.nn.module import Module
 from tinygrad_llm.nn.transformer import PositionalEncoding, Transformer
 from tinygrad_llm.optim import AdamW, clip_grad_norm_, set_lr, warmup_cosine_lr
 from tinygrad_llm.tensor import Tensor
-from tinygrad_llm.viz import record_attention
+from tinygrad_llm.viz import headless_pyplot, record_attention
 
 CHECKPOINT = "ckpt.npz"
 FORMAT = "tinygrad_llm.translate.checkpoint"
@@ -472,12 +472,9 @@ def cross_attention(model, src_ids, tgt_ids):
 def require_matplotlib():
     r"""matplotlib.pyplot (headless), or UsageError before any time is spent training."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        return headless_pyplot()
     except ImportError:
         raise UsageError("--attention-plot needs matplotlib (pip install matplotlib)") from None
-    return plt
 
 
 def plot_attention(path, model, vocab, src_ids, out_ids):

@@ -36,6 +36,7 @@ from tinygrad_llm.models import Word2Vec  # noqa: E402
 from tinygrad_llm.models.word2vec_trainer import epoch_plan  # noqa: E402
 from tinygrad_llm.optim import SGD  # noqa: E402
 from tinygrad_llm.tokenizer import text_to_sentences  # noqa: E402
+from tinygrad_llm.viz import headless_pyplot  # noqa: E402
 
 
 def pca_2d(vectors):
@@ -72,9 +73,7 @@ def one_step_by_hand(model, sentences, batch_size):
 
 def save_pca_plot(wv, words, path):
     try:
-        import matplotlib  # noqa: PLC0415 - optional, imported where used
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        plt = headless_pyplot()
     except ImportError:
         print("matplotlib is not installed: no PCA plot")
         return

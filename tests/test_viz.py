@@ -1,9 +1,11 @@
 """tinygrad_llm.viz: the graph viewer (nodes, edges and labels of the DOT it writes, parsed
-back), its bad inputs, the HTML page, and the attention recorder against the reference
-attention."""
+back), its bad inputs, the HTML page, the attention recorder against the reference
+attention, and the headless pyplot the plotting examples share."""
 
+import importlib.util
 import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -204,3 +206,13 @@ def test_svg_and_html_go_through_dot_when_it_is_on_path(tmp_path, monkeypatch):
     assert svg == '<svg id="from-dot"/>\n'                  # without the XML header
     page = viz.draw_graph(loss, tmp_path / "g.html").read_text()
     assert '<svg id="from-dot"/>' in page and "<!DOCTYPE svg>" not in page
+
+
+
+def test_headless_pyplot_draws_to_files_and_raises_import_error_without_matplotlib(monkeypatch):
+    if importlib.util.find_spec("matplotlib") is not None:
+        plt = viz.headless_pyplot()
+        assert plt.get_backend().lower() == "agg"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)             # as if not installed
+    with pytest.raises(ImportError):
+        viz.headless_pyplot()

@@ -37,7 +37,7 @@ from tinygrad_llm.autograd import TensorBase
 from tinygrad_llm.ops.attention import Attention, QKVAttention
 
 __all__ = ["draw_graph", "graph_dot", "graph_svg", "saved_bytes", "watch_forward",
-           "record_attention"]
+           "record_attention", "headless_pyplot"]
 
 _LINKS = ("inputs", "outputs", "needs_input_grad")  # the graph's own links, not saved state
 
@@ -377,3 +377,15 @@ def record_attention():
 
     with watch_forward((Attention, QKVAttention), keep):
         yield maps
+
+
+# ---- plots -------------------------------------------------------------------------------------
+def headless_pyplot():
+    r"""``matplotlib.pyplot`` on the Agg backend: it draws into files (PNG), with no window and
+    no display. matplotlib is optional (the ``plot`` extra: ``pip install -e ".[plot]"``), so it
+    is imported here, when a plot is asked for; without it this raises ImportError, and the
+    caller says what to install or goes on without the plot."""
+    import matplotlib  # noqa: PLC0415 - optional, imported where used
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    return plt
