@@ -1,8 +1,8 @@
 """tinygrad_llm/autograd.py's graph machinery: Function.apply, backward, no_grad, detect_anomaly.
 
-Accumulation, diamonds, no_grad (context and decorator), a 10,000-op chain, the graph freed after
-backward (weakref), retain_graph, detach, backward misuse, anomaly detection, mixed devices, and
-Functions with several outputs.
+Accumulation, diamonds, no_grad (context and decorator), a 10,000-op chain, the forward order
+that backward runs in reverse, the graph freed after backward (weakref), retain_graph, detach,
+backward misuse, anomaly detection, mixed devices, and Functions with several outputs.
 On "cpu" and the CuPy stand-in "cuda".
 """
 
@@ -97,6 +97,19 @@ def test_a_10000_op_chain_needs_no_recursion(device):
         y = y * 1.0001
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [1.0001 ** 10_000], rtol=1e-9)
+
+
+def test_forward_order_puts_each_function_after_the_makers_of_its_inputs():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    a, b = x.exp(), x.tanh()                   # two branches that meet in a product
+    y = a * b
+    order = tg.autograd.forward_order(y._ctx, "freed")
+    assert order == [b._ctx, a._ctx, y._ctx]                     # the last input's branch first
+    assert tg.autograd.forward_order(y._ctx, "freed", first_input_first=True) == [
+        a._ctx, b._ctx, y._ctx]
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match="^freed$"):
+        tg.autograd.forward_order(y._ctx, "freed")
 
 
 def test_the_graph_is_freed_after_backward(device):

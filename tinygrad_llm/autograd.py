@@ -28,7 +28,7 @@ import weakref
 
 from tinygrad_llm import backend
 
-__all__ = ["Function", "TensorBase", "no_grad", "enable_grad", "is_grad_enabled",
+__all__ = ["Function", "TensorBase", "forward_order", "no_grad", "enable_grad", "is_grad_enabled",
            "detect_anomaly"]
 
 _grad_enabled = True       # False inside no_grad(): nothing is recorded
@@ -248,25 +248,11 @@ class TensorBase:
             self._accumulate(grad)
             return
 
-        # 1. Order the Functions so each runs after all Functions that consumed its outputs.
-        #    Iterative post-order depth-first search, then reversed.
-        order, visited, stack = [], set(), [(self._ctx, False)]
-        while stack:
-            fn, expanded = stack.pop()
-            if expanded:
-                order.append(fn)
-                continue
-            if id(fn) in visited:
-                continue
-            visited.add(id(fn))
-            if fn.inputs is None:
-                raise RuntimeError("backward: trying to go through the graph a second time, "
-                                   "but it was freed; call backward(retain_graph=True) the "
-                                   "first time if you need to")
-            stack.append((fn, True))
-            for x in fn.inputs:
-                if isinstance(x, TensorBase) and x._ctx is not None and id(x._ctx) not in visited:
-                    stack.append((x._ctx, False))
+        # 1. Order the Functions so each runs after all Functions that consumed its outputs:
+        #    the forward order (each after the Functions that made its inputs), reversed.
+        order = forward_order(self._ctx, "backward: trying to go through the graph a second "
+                              "time, but it was freed; call backward(retain_graph=True) the "
+                              "first time if you need to")
 
         # 2. Run each backward once. ``pending`` holds, per Function, the sum so far of the
         #    gradients of each of its outputs (None where nothing has flowed in yet).
@@ -320,6 +306,34 @@ class TensorBase:
             self.grad = self._wrap(dx.astype(self.dtype, copy=True))
         else:
             self.grad.data += dx
+
+
+def forward_order(fn, freed_message, first_input_first=False):
+    r"""``fn`` and every Function behind it, each after the Functions that made its inputs: an
+    iterative post-order depth-first search (an explicit stack, so a 10,000-op chain cannot
+    overflow Python's recursion limit). backward runs it in reverse; tinygrad_llm.viz draws it.
+
+    The inputs of a Function are visited last to first, so the branch of its last input comes
+    first in the order; ``first_input_first=True`` visits them first to last (a drawing then
+    reads left to right). A Function whose graph backward has freed raises
+    RuntimeError(freed_message).
+    """
+    order, visited, stack = [], set(), [(fn, False)]
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            order.append(fn)
+            continue
+        if id(fn) in visited:
+            continue
+        visited.add(id(fn))
+        if getattr(fn, "inputs", None) is None:
+            raise RuntimeError(freed_message)
+        stack.append((fn, True))
+        for x in (reversed(fn.inputs) if first_input_first else fn.inputs):
+            if isinstance(x, TensorBase) and x._ctx is not None and id(x._ctx) not in visited:
+                stack.append((x._ctx, False))
+    return order
 
 
 def _add_pending(pending, x, dx):

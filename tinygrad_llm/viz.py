@@ -61,7 +61,7 @@ def saved_bytes(fn):
 
 def _walk(tensor, caller):
     r"""The Functions behind ``tensor`` in forward order (each after the Functions that made
-    its inputs): an iterative post-order depth-first search, as backward's."""
+    its inputs), found by backward's own search, the first input's branch first."""
     if not isinstance(tensor, TensorBase):
         raise TypeError(f"{caller}: tensor must be a Tensor, got {type(tensor).__name__}")
     if tensor._ctx is None:
@@ -69,24 +69,10 @@ def _walk(tensor, caller):
                          f"no_grad, or from tensors that need no gradient), so no graph stands "
                          f"behind it; pass a tensor computed from ones with requires_grad=True, "
                          f"such as the loss")
-    order, visited, stack = [], set(), [(tensor._ctx, False)]
-    while stack:
-        fn, expanded = stack.pop()
-        if expanded:
-            order.append(fn)
-            continue
-        if id(fn) in visited:
-            continue
-        visited.add(id(fn))
-        if getattr(fn, "inputs", None) is None:
-            raise RuntimeError(f"{caller}: the graph behind this tensor was freed by backward(); "
-                               f"draw it before backward, or call backward(retain_graph=True) "
-                               f"to keep it")
-        stack.append((fn, True))
-        for x in reversed(fn.inputs):
-            if isinstance(x, TensorBase) and x._ctx is not None and id(x._ctx) not in visited:
-                stack.append((x._ctx, False))
-    return order
+    return autograd.forward_order(
+        tensor._ctx, f"{caller}: the graph behind this tensor was freed by backward(); draw it "
+        f"before backward, or call backward(retain_graph=True) to keep it",
+        first_input_first=True)
 
 
 def _fmt_bytes(n):
