@@ -18,9 +18,9 @@ Need", from the sentence pairs to a BLEU score.
 6. Decode the test set greedily and with beam search (length penalty), both with the decoder's
    key/value cache, and score them with BLEU and ROUGE-L against the references.
 
-The default run (2.5M parameters, 4000 steps of 64 pairs) takes about 14 minutes on two CPU
-cores at 200 ms per step, and reaches BLEU 4.8 (beam 5) on the test split; the figures, the
-equations, the masks and the searches are in docs/transformer.md.
+The default run (2.5M parameters, 4000 steps of 64 pairs) takes about 13 minutes on two quiet
+CPU cores (165-210 ms per step) and reaches BLEU 4.7 (beam 5) on the test split; the figures,
+the equations, the masks and the searches are in docs/transformer.md.
 
     python examples/translate.py                            # train, then test BLEU
     python examples/translate.py --resume --max-iters 6000  # train longer
