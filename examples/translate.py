@@ -318,18 +318,10 @@ def save_checkpoint(path, model, opt, meta):
     r"""Weights, AdamW state and ``meta`` to ``path`` in one atomic write (a temporary file
     renamed over the old one: a crash leaves the old checkpoint whole)."""
     arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
-    state = opt.state_dict()
-    scalars = {}
-    for i, s in state["state"].items():
-        for k, v in s.items():
-            if isinstance(v, np.ndarray):
-                arrays[f"optim.{i}.{k}"] = v
-            else:
-                scalars.setdefault(str(i), {})[k] = v
+    optim_arrays, optim_meta = checkpoint.optimizer_to_arrays(opt.state_dict())
+    arrays.update(optim_arrays)
     meta = dict(meta, format=FORMAT, version=VERSION,
-                optim={"param_groups": [{k: (list(v) if isinstance(v, tuple) else v)
-                                         for k, v in g.items()} for g in state["param_groups"]],
-                       "scalars": scalars})
+                optim=optim_meta)
     save_npz(path, arrays, meta)
 
 
@@ -352,15 +344,8 @@ def model_from_checkpoint(meta, arrays):
 
 
 def restore_optimizer(opt, meta, arrays):
-    state = {}
-    for k, v in arrays.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    for i, s in meta["optim"]["scalars"].items():
-        state.setdefault(int(i), {}).update(s)
     try:
-        opt.load_state_dict({"state": state, "param_groups": meta["optim"]["param_groups"]})
+        opt.load_state_dict(checkpoint.optimizer_from_arrays(meta["optim"], arrays))
     except (KeyError, ValueError) as e:
         raise UsageError(f"the checkpoint's optimizer state does not fit the model: {e}") \
             from None

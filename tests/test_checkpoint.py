@@ -86,3 +86,19 @@ def test_safetensors_bad_input_says_which_file_or_tensor(tmp_path):
     with pytest.raises(TypeError, match="'w' is a list"):
         save_safetensors(tmp_path / "x.safetensors", {"w": [1.0]})
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_optimizer_state_round_trips_through_arrays_and_json(tmp_path):
+    import json
+
+    from tinygrad_llm.checkpoint import optimizer_from_arrays, optimizer_to_arrays
+    state = {"state": {0: {"step": 3, "exp_avg": np.arange(4.0)}, 1: {"step": 3}},
+             "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0, 1]}]}
+    arrays, meta = optimizer_to_arrays(state)
+    assert set(arrays) == {"optim.0.exp_avg"}
+    save_npz(tmp_path / "s.npz", arrays, {"optim": json.loads(json.dumps(meta))})
+    meta2, arrays2 = load_npz(tmp_path / "s.npz")
+    back = optimizer_from_arrays(meta2["optim"], arrays2)
+    assert back["state"][0]["step"] == 3 and back["state"][1] == {"step": 3}
+    np.testing.assert_array_equal(back["state"][0]["exp_avg"], np.arange(4.0))
+    assert back["param_groups"] == [{"lr": 0.1, "betas": [0.9, 0.99], "params": [0, 1]}]

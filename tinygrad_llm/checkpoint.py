@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["atomic_write", "save_npz", "load_npz", "load_checkpoint", "CheckpointError",
-           "save_safetensors", "load_safetensors"]
+           "save_safetensors", "load_safetensors", "optimizer_to_arrays", "optimizer_from_arrays"]
 
 
 @contextlib.contextmanager
@@ -138,3 +138,32 @@ def load_safetensors(path):
         raise CheckpointError(f"{path} is not a readable safetensors file (corrupt or "
                               f"truncated?): {type(e).__name__}: {e}") from None
     return arrays, metadata
+
+
+def optimizer_to_arrays(state):
+    r"""Split an optimizer's ``state_dict()`` into ``(arrays, meta)`` for ``save_npz``: every
+    NumPy array as ``optim.<index>.<name>``, and the rest (step counts, the param groups) as a
+    JSON-able dict. ``optimizer_from_arrays`` puts them back together."""
+    arrays, scalars = {}, {}
+    for i, s in state["state"].items():
+        for k, v in s.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"optim.{i}.{k}"] = v
+            else:
+                scalars.setdefault(str(i), {})[k] = v
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in state["param_groups"]]
+    return arrays, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_from_arrays(meta, arrays):
+    r"""The optimizer ``state_dict`` that ``optimizer_to_arrays`` split into ``meta`` and the
+    ``optim.*`` entries of ``arrays`` (other entries are ignored)."""
+    state = {}
+    for k, v in arrays.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    for i, s in meta["scalars"].items():
+        state.setdefault(int(i), {}).update(s)
+    return {"state": state, "param_groups": meta["param_groups"]}
