@@ -43,11 +43,38 @@ def test_windows_are_framed(example):
     from tinygrad_llm.tokenizer import train_wordpiece
     paragraphs = ["It is a truth universally acknowledged.", "Emma Woodhouse, handsome."] * 5
     tok = train_wordpiece(paragraphs, vocab_size=120)
-    windows = example.make_windows(tok, paragraphs, 8)
+    ids = example.corpus_ids(tok, paragraphs)
+    stream = [i for row in tok(paragraphs, add_special_tokens=False)["input_ids"] for i in row]
+    assert ids.dtype == np.int64 and ids.tolist() == stream
+    windows = example.make_windows(tok, ids, 8)
     assert windows.dtype == np.int64 and windows.shape[1] == 8
     assert (windows[:, 0] == tok.cls_token_id).all() and (windows[:, -1] == tok.sep_token_id).all()
-    stream = [i for row in tok(paragraphs, add_special_tokens=False)["input_ids"] for i in row]
     assert windows[:, 1:-1].reshape(-1).tolist() == stream[:windows[:, 1:-1].size]
+
+
+def test_every_window_length_holds_out_the_same_text(example):
+    from tinygrad_llm.tokenizer import train_wordpiece
+    paragraphs = [f"Chapter {i}. Mr. Darcy walked to Netherfield." for i in range(200)]
+    tok = train_wordpiece(paragraphs, vocab_size=150)
+    ids = example.corpus_ids(tok, paragraphs)
+    windows = example.split_windows(tok, ids, [16, 8, 16])
+    assert sorted(windows) == [8, 16]
+    n_held = int(example.HELD_OUT * len(ids))
+    for t, (train, held) in windows.items():
+        assert train.shape[1] == held.shape[1] == t
+        body = held[:, 1:-1].reshape(-1).tolist()
+        assert body == ids[-n_held:][:len(body)].tolist()            # the tail, from its start
+        assert train[:, 1:-1].reshape(-1).tolist() == ids[:train[:, 1:-1].size].tolist()
+
+
+def test_phases_short_windows_first(example):
+    args = example.parse_args(["--steps", "100", "--seq-len", "64", "--short-seq-len", "32",
+                               "--short-fraction", "0.9"])
+    assert example.phases(args) == [(32, 90), (64, 10)]
+    args = example.parse_args(["--steps", "100", "--short-fraction", "0"])
+    assert example.phases(args) == [(64, 100)]
+    args = example.parse_args(["--steps", "100", "--seq-len", "24"])    # short >= seq-len
+    assert example.phases(args) == [(24, 100)]
 
 
 def test_classifier_gets_the_pretrained_encoder(example):
@@ -63,19 +90,31 @@ def test_classifier_gets_the_pretrained_encoder(example):
 
 def test_tiny_run_end_to_end(example, capsys, tmp_path):
     rc = example.main(["--limit-chars", "120000", "--vocab-size", "400", "--seq-len", "24",
-                       "--hidden", "16", "--layers", "1", "--heads", "2", "--ffn", "32",
-                       "--steps", "6", "--eval-every", "3", "--finetune-limit", "120",
-                       "--finetune-epochs", "1", "--no-progress", "--save", str(tmp_path)])
+                       "--short-seq-len", "12", "--hidden", "16", "--layers", "1", "--heads",
+                       "2", "--ffn", "32", "--steps", "6", "--eval-every", "3",
+                       "--finetune-limit", "120", "--finetune-epochs", "1",
+                       "--finetune-seeds", "2", "--no-progress", "--save", str(tmp_path)])
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert [e["step"] for e in result["pretrain_log"]] == [0, 3, 6]
+    log = result["pretrain_log"]
+    assert [(e["step"], e["seq_len"]) for e in log] == [(0, 24), (3, 12), (5, 12), (6, 24)]
     assert np.isfinite(result["held_out_mlm"]["loss"])
     assert result["held_out_mlm"]["loss"] < result["held_out_at_init"]["loss"]
     for name in ("pretrained", "random_init"):
-        assert 0 <= result["finetune"][name]["test_accuracy"] <= 1
+        runs = result["finetune"][name]["runs"]
+        assert [run["seed"] for run in runs] == [0, 1]
+        accuracies = [run["test_accuracy"] for run in runs]
+        assert result["finetune"][name]["test_accuracies"] == accuracies
+        assert result["finetune"][name]["test_accuracy"] == pytest.approx(np.mean(accuracies),
+                                                                          abs=1e-4)
+        assert all(0 <= a <= 1 for a in accuracies)
     assert (tmp_path / "vocab.txt").is_file() and (tmp_path / "model.safetensors").is_file()
 
 
 def test_bad_arguments(example, capsys):
     assert example.main(["--hidden", "10", "--heads", "4"]) == 2
     assert "divisible" in capsys.readouterr().err
+    assert example.main(["--short-fraction", "1"]) == 2
+    assert "--short-fraction" in capsys.readouterr().err
+    assert example.main(["--init-range", "0"]) == 2
+    assert "--init-range" in capsys.readouterr().err
