@@ -59,14 +59,14 @@ import numpy as np
 
 # The neighbour example: the movie-review split and the fine-tuning loop, shared so that both
 # fine-tunings here are scored exactly as bert_finetune.py scores MiniLM; its progress bar too.
-from bert_finetune import evaluate, finetune, load_split, progress_bar
+from bert_finetune import configure_optimizer, evaluate, finetune, load_split, progress_bar
 
 import tinygrad_llm
 from tinygrad_llm import no_grad
 from tinygrad_llm.data import dataset_path, mask_tokens
 from tinygrad_llm.models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification
 from tinygrad_llm.nn import functional as F
-from tinygrad_llm.optim import AdamW, set_lr, warmup_linear_lr
+from tinygrad_llm.optim import set_lr, warmup_linear_lr
 from tinygrad_llm.tokenizer import train_wordpiece
 
 HELD_OUT = 0.05         # the last 5% of the windows
@@ -173,17 +173,13 @@ def pretrain(model, tokenizer, windows, args):
     for t, (_, windows_t) in windows.items():
         held_out[t] = mask_tokens(windows_t, np.random.default_rng(EVAL_MASK_SEED),
                                   tokenizer.vocab_size, tokenizer.mask_token_id, special)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                 {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    opt = configure_optimizer(model, args.lr, args.weight_decay)
     warmup = int(args.warmup * args.steps)
     schedule = phases(args)
 
     def evaluation(step, seq_len, **extra):
-        entry = {"step": step, "seq_len": seq_len, **extra,
-                 **evaluate_mlm(model, *held_out[seq_len])}
-        return entry
+        return {"step": step, "seq_len": seq_len, **extra,
+                **evaluate_mlm(model, *held_out[seq_len])}
 
     log = [evaluation(0, args.seq_len)]
     print(f"step 0: held-out MLM loss {log[0]['loss']:.3f} (chance: ln V = "
@@ -240,12 +236,11 @@ def classifier_from(config, mlm_model, seed):
     return model
 
 
-def compare_finetuning(config, mlm_model, tokenizer, args):
+def compare_finetuning(config, mlm_model, tokenizer, data, args):
     r"""Fine-tune from the pre-trained encoder and from random weights, once per seed in
     ``range(args.seed, args.seed + args.finetune_seeds)`` (the seed sets the new head's weights,
     the random encoder's and the batch order; both starts share it). Reports the test accuracy
-    of each run's best val epoch, and the mean over seeds."""
-    data = load_split(limit=args.finetune_limit)
+    of each run's best val epoch, and the mean over seeds. ``data`` is ``load_split``'s."""
     results = {name: {"runs": []} for name in ("pretrained", "random_init")}
     for seed in range(args.seed, args.seed + args.finetune_seeds):
         ft_args = SimpleNamespace(epochs=args.finetune_epochs, batch_size=args.batch_size,
@@ -333,8 +328,9 @@ def main(argv=None):
         args = parse_args(argv)
         t0 = time.perf_counter()
         paragraphs = austen_paragraphs(args.limit_chars)
+        reviews = load_split(limit=args.finetune_limit)     # the fine-tuning split
         if args.review_text:       # first, so that the held-out tail stays Austen's
-            paragraphs = load_split(limit=args.finetune_limit)["train"][0] + paragraphs
+            paragraphs = reviews["train"][0] + paragraphs
         tokenizer = train_wordpiece(paragraphs, args.vocab_size)
         vocab_seconds = time.perf_counter() - t0
         ids = corpus_ids(tokenizer, paragraphs)
@@ -366,7 +362,7 @@ def main(argv=None):
 
     finetuned = None
     if not args.no_finetune:
-        finetuned = compare_finetuning(config, model, tokenizer, args)
+        finetuned = compare_finetuning(config, model, tokenizer, reviews, args)
         gain = finetuned["pretrained"]["test_accuracy"] - finetuned["random_init"]["test_accuracy"]
         print(f"pre-training changed the sentiment test accuracy by {gain:+.4f}", flush=True)
     print(json.dumps({"held_out_mlm": {k: log[-1][k] for k in ("loss", "accuracy", "perplexity")},

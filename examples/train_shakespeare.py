@@ -246,9 +246,7 @@ def save_checkpoint(out_dir, model, opt, meta):
     """
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
-    arrays = {}
-    optim_arrays, optim_meta = checkpoint.optimizer_to_arrays(opt.state_dict())
-    arrays.update(optim_arrays)
+    arrays, optim_meta = checkpoint.optimizer_to_arrays(opt.state_dict())
     meta = dict(meta, format=FORMAT, version=VERSION, weights_sha256=file_digest(out_dir / WEIGHTS),
                 optim=optim_meta)
     save_npz(out_dir / STATE, arrays, meta)         # a temp file, then os.replace

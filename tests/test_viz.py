@@ -208,7 +208,6 @@ def test_svg_and_html_go_through_dot_when_it_is_on_path(tmp_path, monkeypatch):
     assert '<svg id="from-dot"/>' in page and "<!DOCTYPE svg>" not in page
 
 
-
 def test_headless_pyplot_draws_to_files_and_raises_import_error_without_matplotlib(monkeypatch):
     if importlib.util.find_spec("matplotlib") is not None:
         plt = viz.headless_pyplot()
